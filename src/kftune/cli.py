@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"kftune: error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        print(
+            f"kftune: error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr
+        )
         return 2
     try:
         module = importlib.import_module(COMMANDS[name][0])
