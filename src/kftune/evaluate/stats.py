@@ -348,15 +348,14 @@ def paired_t_test(a: np.ndarray, b: np.ndarray, alternative: str) -> TestResult:
     n = int(d.size)
     if n < 2:
         return TestResult(PAIRED_T, None, None, None, "d_z", False, f"not testable: n={n} < 2 pairs", 2)
-    sd = float(np.std(d, ddof=1))
-    if sd == 0:
+    if np.ptp(np.round(d, 12)) == 0:
         return TestResult(
             PAIRED_T, None, None, None, "d_z", False,
             "not testable: the paired differences have zero variance", 2,
         )  # fmt: skip
     res = st.ttest_rel(a, b, alternative=alternative)
     return TestResult(
-        PAIRED_T, float(res.statistic), float(res.pvalue), float(np.mean(d) / sd), "d_z", True,
+        PAIRED_T, float(res.statistic), float(res.pvalue), float(np.mean(d) / np.std(d, ddof=1)), "d_z", True,
         min_n=2, method=f"df={n - 1}",
     )  # fmt: skip
 
@@ -374,7 +373,7 @@ def welch_t_test(a: np.ndarray, b: np.ndarray, alternative: str) -> TestResult:
             f"not testable: n1={n1}, n2={n2}; needs >= 2 each",
             2,
         )
-    if np.var(a) == 0 and np.var(b) == 0:
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
         return TestResult(
             WELCH_T, None, None, None, "Cohen's d", False, "not testable: both samples have zero variance", 2
         )
@@ -555,7 +554,7 @@ def compare(
         tests[MANN_WHITNEY] = mannwhitney_test(x, y, alternative, alpha)
         use_t = all(r.normal is True for r in normality.values())
         chosen = WELCH_T if use_t else MANN_WHITNEY
-        no_difference = bool(np.ptp(np.concatenate([x, y])) == 0)
+        no_difference = bool(np.array_equal(np.sort(x), np.sort(y)))
     if use_t and not tests[chosen].testable:  # normal but degenerate for t: fall back to ranks
         chosen = WILCOXON if paired else MANN_WHITNEY
     if use_t:
