@@ -90,6 +90,8 @@ POLICY = (
 class TestResult:
     """One significance test. ``p_value`` is None when the test is not testable (see ``reason``)."""
 
+    __test__ = False  # not a pytest class
+
     name: str
     statistic: float | None
     p_value: float | None

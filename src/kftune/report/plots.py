@@ -6,11 +6,14 @@ matplotlib's Agg renderer. Inputs are plain
 :class:`TrialRecord` objects, whatever tuner produced them (Katib, the local runner, optuna).
 
 Parameter importance (:func:`param_importance`) is the permutation importance of a random forest
-fitted to the completed trials: ``RandomForestRegressor(n_estimators=200, random_state=seed)`` maps
-the hyperparameters (categorical ones as ordinal codes) to the objective, then
-``sklearn.inspection.permutation_importance(n_repeats=20, random_state=seed)`` measures how much
+fitted to the trials: ``RandomForestRegressor(n_estimators=100, random_state=seed)`` maps the
+hyperparameters (categorical ones as ordinal codes) to the objective, then
+``sklearn.inspection.permutation_importance(n_repeats=10, random_state=seed)`` measures how much
 the forest's R^2 on those trials drops when one parameter's values are shuffled. Negative values
-are clipped to 0 and the importances normalised to sum to 1. It is computed in-sample on few
+are clipped to 0 and the importances normalised to sum to 1. When trials stopped at different
+ASHA/Hyperband rungs, their objectives were measured after different budgets: the rung is then
+added as an extra input (reported as ``rung (budget)``) so that the budget's effect is not
+credited to the hyperparameters that happened to be promoted. It is computed in-sample on few
 trials: a rough guide to what mattered in this search, not a causal claim. The Spearman
 correlation between each parameter and the objective gives the direction.
 """
@@ -33,6 +36,7 @@ from matplotlib.lines import Line2D
 from kftune.report.tables import VARIANTS, MatrixRow, family_label
 
 DPI = 100
+RUNG_FEATURE = "rung (budget)"
 
 
 @dataclass(frozen=True)
@@ -164,12 +168,18 @@ def param_importance(trials: Sequence[TrialRecord], *, seed: int = 0) -> list[Pa
     from sklearn.inspection import permutation_importance
 
     names, x, y, _ = _design(trials)
+    rungs = [
+        t.rung or 0 for t in trials if t.value is not None and t.params and all(k in t.params for k in names)
+    ]
+    if len(set(rungs)) > 1:
+        names = [*names, RUNG_FEATURE]
+        x = np.column_stack([x, np.array(rungs, float)])
     varying = [j for j in range(x.shape[1]) if np.ptp(x[:, j]) > 0]
     if len(y) < 4 or not varying or np.ptp(y) == 0:
         return []
     xv = x[:, varying]
-    rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1).fit(xv, y)
-    imp = permutation_importance(rf, xv, y, n_repeats=20, random_state=seed, n_jobs=1).importances_mean
+    rf = RandomForestRegressor(n_estimators=100, random_state=seed, n_jobs=1).fit(xv, y)
+    imp = permutation_importance(rf, xv, y, n_repeats=10, random_state=seed, n_jobs=1).importances_mean
     imp = np.clip(imp, 0, None)
     total = imp.sum()
     imp = imp / total if total > 0 else imp
@@ -181,10 +191,15 @@ def param_importance(trials: Sequence[TrialRecord], *, seed: int = 0) -> list[Pa
 
 
 def param_importance_figure(
-    trials: Sequence[TrialRecord], *, seed: int = 0, objective: str = "objective"
+    trials: Sequence[TrialRecord],
+    *,
+    seed: int = 0,
+    objective: str = "objective",
+    importances: Sequence[ParamImportance] | None = None,
 ) -> Figure:
-    """Horizontal bars of :func:`param_importance`, most important on top, with the correlation."""
-    imps = param_importance(trials, seed=seed)
+    """Horizontal bars of :func:`param_importance` (or the given ``importances``), most important
+    on top, each labelled with its Spearman correlation."""
+    imps = list(param_importance(trials, seed=seed) if importances is None else importances)
     fig = Figure(figsize=(9, 0.6 * max(len(imps), 3) + 1.5))
     ax = fig.add_subplot()
     ax.set_title(f"Hyperparameter importance for {objective}")

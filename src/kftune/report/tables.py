@@ -314,7 +314,6 @@ def seeds_table(data: SeedsTable, *, title: str = "") -> Table:
 
 COMPARISON_COLUMNS = (
     "metric",
-    "model",
     "vs",
     "n",
     "mean",
@@ -335,8 +334,9 @@ def _verdict(c: Comparison) -> str:
     return f"undecided: n too small (needs n >= {c.chosen_test.min_n})"
 
 
-def comparisons_table(model: str, comparisons: Sequence[NamedComparison], *, digits: int = 4) -> Table:
-    """Details of every comparison: difference with its bootstrap CI, test, p, effect size, result."""
+def comparisons_table(comparisons: Sequence[NamedComparison], *, digits: int = 4) -> Table:
+    """Details of every comparison of one model (its seeds table's) with others: difference with
+    its bootstrap CI, test, p, effect size, result."""
     rows = []
     for nc in comparisons:
         c = nc.comparison
@@ -347,7 +347,6 @@ def comparisons_table(model: str, comparisons: Sequence[NamedComparison], *, dig
         rows.append(
             [
                 Cell(nc.metric),
-                Cell(model),
                 Cell(nc.against),
                 Cell(str(c.n) if c.paired else f"{c.n_a}/{c.n_b}", numeric=True),
                 Cell(f"{c.mean_a:.{digits}f}", numeric=True),
