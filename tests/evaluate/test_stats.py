@@ -289,6 +289,8 @@ def test_summarize_and_format():
     assert (s.mean, s.min, s.max, s.n) == (pytest.approx(0.83), 0.82, 0.84, 3)
     assert s.std == pytest.approx(0.01)
     assert s.format() == "0.8300 ± 0.0100"
+    mean, std, lo, hi, n = s
+    assert (lo, hi, n) == (0.82, 0.84, 3) and mean == s.mean and std == s.std
     assert format_mean_std(0.82314, 0.00421) == "0.8231 ± 0.0042"
     one = summarize([0.5])
     assert math.isnan(one.std) and one.format() == "0.5000 (n=1)"

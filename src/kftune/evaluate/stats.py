@@ -207,6 +207,9 @@ class Summary:
     def format(self, digits: int = 4) -> str:
         return format_mean_std(self.mean, self.std, digits)
 
+    def __iter__(self):  # mean, std, lo, hi, n = summarize(values)
+        return iter((self.mean, self.std, self.min, self.max, self.n))
+
 
 def summarize(values: Sequence[float]) -> Summary:
     """Mean, sample standard deviation (ddof=1), min, max and n of a list of scores."""

@@ -138,7 +138,9 @@ class ParamImportance:
     spearman: float  # correlation of the parameter with the objective (direction)
 
 
-def _design(trials: Sequence[TrialRecord]) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, list]]:
+def _design(
+    trials: Sequence[TrialRecord],
+) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, list], list[TrialRecord]]:
     """Numeric design matrix from trial params; categorical values become sorted ordinal codes."""
     done = [t for t in trials if t.value is not None and t.params]
     names = sorted({k for t in done for k in t.params})
@@ -155,7 +157,7 @@ def _design(trials: Sequence[TrialRecord]) -> tuple[list[str], np.ndarray, np.nd
             cols.append([float(levels.index(str(v))) for v in vals])
     x = np.array(cols, float).T if cols else np.zeros((len(done), 0))
     y = np.array([float(t.value) for t in done])
-    return names, x, y, cats
+    return names, x, y, cats, done
 
 
 def param_importance(trials: Sequence[TrialRecord], *, seed: int = 0) -> list[ParamImportance]:
@@ -167,10 +169,8 @@ def param_importance(trials: Sequence[TrialRecord], *, seed: int = 0) -> list[Pa
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.inspection import permutation_importance
 
-    names, x, y, _ = _design(trials)
-    rungs = [
-        t.rung or 0 for t in trials if t.value is not None and t.params and all(k in t.params for k in names)
-    ]
+    names, x, y, _, done = _design(trials)
+    rungs = [t.rung or 0 for t in done]
     if len(set(rungs)) > 1:
         names = [*names, RUNG_FEATURE]
         x = np.column_stack([x, np.array(rungs, float)])
@@ -248,7 +248,7 @@ def parallel_coordinates_figure(
     spanning a decade or more, e.g. the learning rate; categorical values evenly spaced). The best
     trial is drawn thick and red.
     """
-    names, x, y, cats = _design(trials)
+    names, x, y, cats, done = _design(trials)
     fig = Figure(figsize=(max(8.0, 1.6 * (len(names) + 1)), 5))
     ax = fig.add_subplot()
     ax.set_title("Parallel coordinates")
@@ -276,9 +276,9 @@ def parallel_coordinates_figure(
     order = np.argsort(_sign(direction) * y)  # best drawn last (on top)
     xs = np.arange(len(cols))
     for i in order[:-1]:
-        ax.plot(xs, scaled[i], color=cmap(norm(y[i])), alpha=0.8, lw=1.2)
+        ax.plot(xs, scaled[i], color=cmap(norm(y[i])), alpha=0.8, lw=1.2, gid=done[i].name)
     best = order[-1]
-    ax.plot(xs, scaled[best], color="tab:red", lw=3)
+    ax.plot(xs, scaled[best], color="tab:red", lw=3, gid=done[best].name)
     ax.set_title(f"Parallel coordinates (red: best trial, {objective} = {y[best]:.4g})")
     for j in xs:
         ax.axvline(j, color="0.3", lw=0.8)
@@ -329,8 +329,7 @@ def matrix_heatmap_figure(
     ax.set_title(title)
     if vals.size == 0 or np.all(np.isnan(vals)):
         return _message(fig, ax, "no scores yet")
-    cmap = matplotlib.colormaps["viridis"].copy()
-    cmap.set_bad("0.85")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
     lo, hi = np.nanmin(vals), np.nanmax(vals)
     norm = Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1e-9)
     im = ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, norm=norm, aspect="auto")

@@ -214,8 +214,15 @@ def _blocks(report: Report, plot_list: Sequence[Plot]) -> list[tuple[str, Any]]:
 # Renderers
 
 
-def render_markdown(report: Report, plot_list: Sequence[Plot] | None = None, *, image_dir: str = "") -> str:
-    """Markdown; plots are ``![caption](image_dir/NAME.png)`` links to files written beside it."""
+def render_markdown(
+    report: Report,
+    plot_list: Sequence[Plot] | None = None,
+    *,
+    image_dir: str = "",
+    embed_images: bool = False,
+) -> str:
+    """Markdown; plots are ``![caption](image_dir/NAME.png)`` links to files written beside it, or
+    with ``embed_images`` ``data:`` URIs (one file, e.g. a KFP Markdown artifact)."""
     plot_list = make_plots(report) if plot_list is None else plot_list
     out = [f"# {report.title}", ""]
     for kind, payload in _blocks(report, plot_list):
@@ -228,7 +235,11 @@ def render_markdown(report: Report, plot_list: Sequence[Plot] | None = None, *, 
         elif kind == "table":
             out += [to_markdown(payload), ""]
         elif kind == "plot":
-            out += [f"![{payload.caption}]({image_dir}{payload.name}.png)", ""]
+            if embed_images:
+                src = "data:image/png;base64," + base64.b64encode(payload.png).decode("ascii")
+            else:
+                src = f"{image_dir}{payload.name}.png"
+            out += [f"![{payload.caption}]({src})", ""]
         elif kind == "ul":
             out += [f"- {item}" for item in payload] + [""]
     return "\n".join(out).rstrip() + "\n"

@@ -1,9 +1,8 @@
-"""A report filled with the seeds' own numbers (000, 002, 003) plus a synthetic ASHA search."""
+"""Sample data for the report tests: a report filled with the seeds' own numbers (000, 002, 003) plus a synthetic ASHA search."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from kftune.evaluate.stats import compare
 from kftune.report import (
@@ -136,8 +135,3 @@ def sample_report() -> Report:
         objective="eval_f1",
         notes=["Five seeds per model; see the statistical policy above."],
     )
-
-
-@pytest.fixture(scope="session")
-def report() -> Report:
-    return sample_report()
