@@ -16,19 +16,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from kftune.data.casing import VARIANTS  # the order of the seed-000 table columns
 from kftune.evaluate.stats import TEST_LABELS, Comparison, format_p, summarize
-
-# The casing variants, in the order of the seed-000 tables. kftune.data.casing.VARIANTS is the same
-# tuple; the lead unifies the two when merging (this module must not import kftune.data).
-VARIANTS: tuple[str, ...] = (
-    "cased",
-    "uncased",
-    "uncased-cased-mix",
-    "uncased-cased-both",
-    "ne-lower",
-    "ne-lower-cased-mix",
-    "ne-lower-cased-both",
-)
 
 MISSING = "-"
 
