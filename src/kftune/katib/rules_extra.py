@@ -780,3 +780,26 @@ def check_metric_strategies(c: Check) -> None:
         if s.get("name") not in names:
             c.warning((*at, "name"), f"{s.get('name')!r} is neither the objective nor an additional metric: the "
                       "strategy is ignored", "name one of: " + ", ".join(sorted(names)))
+
+
+@rule("extra.pbt", "kftune (pbt/service.py samples min..max by step; inject_webhook.go mounts the suggestion PVC, "
+      "which composer.go / suggestion_controller.go create only for resumePolicy FromVolume)",
+      "suggestion_trial_dir is absolute and comes with resumePolicy FromVolume; pbt int/double parameters have a step")
+def check_pbt(c: Check) -> None:
+    algo = c.exp.algorithm
+    trial_dir = algo.settings.get("suggestion_trial_dir")
+    at = ("spec", "algorithm", "algorithmSettings")
+    if trial_dir:
+        if not trial_dir.startswith("/"):
+            c.error(at, f"suggestion_trial_dir {trial_dir!r} must be an absolute path (it is a mount path)",
+                    "e.g. /var/log/katib/checkpoints/")
+        if c.exp.resume_policy != "FromVolume":
+            c.error(("spec", "resumePolicy"), "with suggestion_trial_dir, trial pods mount the suggestion's PVC, "
+                    f"which Katib creates only for resumePolicy FromVolume (got {c.exp.resume_policy}): the trial "
+                    "pods stay Pending", "set resumePolicy: FromVolume")
+    if algo.name != "pbt":
+        return
+    for i, p in _params(c):
+        if p.get("parameterType") in ("int", "double") and not _fs(p).get("step"):
+            c.error(("spec", "parameters", i, "feasibleSpace"), f"Katib's pbt samples {p.get('name')!r} from min to "
+                    "max by step, and it has no step: the suggestion fails", 'add a step, e.g. step: "0.01"')

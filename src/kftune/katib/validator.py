@@ -198,13 +198,13 @@ def validate_document(doc: Document, options: Options, report: Report) -> Experi
     result.name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
     if not kind:
         report.findings.append(_doc_finding(
-            doc, ERROR, "document", doc.start_line, f"document {doc.index + 1} has no kind",
+            doc, ERROR, "document", doc.line_of(()), f"document {doc.index + 1} has no kind",
             "add apiVersion: kubeflow.org/v1beta1 and kind: Experiment"))
         return None
     if kind != "Experiment":
         result.status = "skipped"
         report.findings.append(_doc_finding(
-            doc, NOTE, "document", doc.start_line,
+            doc, NOTE, "document", doc.line_of(()),
             f"skipped {kind}{' ' + result.name if result.name else ''}: not an Experiment", ""))
         return None
     result.status = "checked"
@@ -248,17 +248,17 @@ def validate_paths(paths: Iterable[str | Path], options: Options | None = None) 
 
 
 def format_text(report: Report) -> str:
-    """One line per finding, an ``ok`` line per file without errors, and a summary line."""
-    lines = [f.format() for f in report.findings]
-    by_file: dict[str, list[DocumentResult]] = {}
-    for d in report.documents:
-        by_file.setdefault(d.file, []).append(d)
-    bad_files = {f.file for f in report.findings if f.severity == ERROR}
+    """Per file: one line per finding, or ``ok``; then a summary line."""
+    by_file: dict[str, list[Finding]] = {}
+    for f in report.findings:
+        by_file.setdefault(f.file, []).append(f)
+    lines: list[str] = []
     for file in report.files:
-        if file not in bad_files:
-            names = [d.name or "?" for d in by_file.get(file, []) if d.status == "checked"]
-            if names:
-                lines.append(f"{file}: ok ({', '.join(names)})")
+        findings = by_file.get(file, [])
+        lines += [f.format() for f in findings]
+        if not any(f.severity == ERROR for f in findings):
+            names = [d.name or "?" for d in report.documents if d.file == file and d.status == "checked"]
+            lines.append(f"{file}: ok ({', '.join(names)})" if names else f"{file}: no Experiment")
     s = report.summary()
     lines.append(
         f"{s['files']} file(s), {s['documents']} document(s), {s['experiments']} Experiment(s), "
