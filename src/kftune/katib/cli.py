@@ -10,7 +10,10 @@ import importlib
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "validate": ("kftune.katib.validate_cmd", "check Experiment files offline: Katib's admission rules and more"),
+    "validate": (
+        "kftune.katib.validate_cmd",
+        "check Experiment files offline: Katib's admission rules and more",
+    ),
 }
 
 
@@ -30,8 +33,10 @@ def main(argv: list[str]) -> int:
     if name not in SUBCOMMANDS:
         import sys
 
-        print(f"kftune katib: error: unknown subcommand {name!r}; choose one of: {', '.join(SUBCOMMANDS)}",
-              file=sys.stderr)
+        print(
+            f"kftune katib: error: unknown subcommand {name!r}; choose one of: {', '.join(SUBCOMMANDS)}",
+            file=sys.stderr,
+        )
         return 2
     module = importlib.import_module(SUBCOMMANDS[name][0])
     return int(module.main(rest) or 0)

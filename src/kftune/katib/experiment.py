@@ -331,8 +331,10 @@ class Experiment:
         """
         tt = self.trial_template
         if tt.trial_spec is None:
-            raise UserError(f"{self._where('spec', 'trialTemplate')}: no trialSpec to render (configMap "
-                            "templates need the cluster); put the template in spec.trialTemplate.trialSpec")
+            raise UserError(
+                f"{self._where('spec', 'trialTemplate')}: no trialSpec to render (configMap "
+                "templates need the cluster); put the template in spec.trialTemplate.trialSpec"
+            )
         spec = tt.trial_spec
         namespace = namespace if namespace is not None else (self.namespace or "default")
         values: dict[str, str] = {}
@@ -376,8 +378,10 @@ class Experiment:
         tt = self.trial_template
         pod = primary_pod_template(rendered, tt.primary_pod_labels)
         if pod is None:
-            raise UserError(f"{self._where('spec', 'trialTemplate', 'trialSpec')}: no pod template found "
-                            "(expected spec.template or spec.<replica>ReplicaSpecs.<role>.template)")
+            raise UserError(
+                f"{self._where('spec', 'trialTemplate', 'trialSpec')}: no pod template found "
+                "(expected spec.template or spec.<replica>ReplicaSpecs.<role>.template)"
+            )
         _, template = pod
         container = find_container(template, tt.primary_container_name)
         if container is None:
@@ -447,8 +451,10 @@ def _meta_value(key: str, spec: Mapping[str, Any], trial: str, namespace: str, w
                 "through the downward API (env valueFrom.fieldRef)"
             )
         return str(table[index])
-    raise UserError(f"{where('spec', 'trialTemplate', 'trialParameters')}: illegal trial metadata reference "
-                    f"${{trialSpec.{key}}}; use one of {', '.join(META_KEYS)}")
+    raise UserError(
+        f"{where('spec', 'trialTemplate', 'trialParameters')}: illegal trial metadata reference "
+        f"${{trialSpec.{key}}}; use one of {', '.join(META_KEYS)}"
+    )
 
 
 def substitute(obj: Any, values: Mapping[str, str]) -> Any:
@@ -476,7 +482,11 @@ def pod_templates(obj: Any, ypath: tuple[str | int, ...] = ()) -> list[tuple[tup
     if isinstance(obj, dict):
         for key, value in obj.items():
             here = (*ypath, key)
-            if key == "template" and isinstance(value, dict) and isinstance(_get(value, "spec", "containers"), list):
+            if (
+                key == "template"
+                and isinstance(value, dict)
+                and isinstance(_get(value, "spec", "containers"), list)
+            ):
                 found.append((here, value))
             else:
                 found.extend(pod_templates(value, here))
@@ -564,7 +574,7 @@ def expand_vars(text: str, env: Mapping[str, str]) -> str:
                 close = text.find(")", i + 2)
                 if close != -1:
                     name = text[i + 2 : close]
-                    out.append(env[name] if name in env else f"$({name})")
+                    out.append(env.get(name, f"$({name})"))
                     i = close + 1
                     continue
                 out.append("$(")
@@ -590,7 +600,9 @@ def load_documents(target: str | Path) -> list[Document]:
     """
     target = Path(target)
     if not target.exists():
-        raise UserError(f"{target}: no such file or directory; pass a Katib Experiment YAML file or a directory")
+        raise UserError(
+            f"{target}: no such file or directory; pass a Katib Experiment YAML file or a directory"
+        )
     docs: list[Document] = []
     files = yaml_files(target)
     for path in files:
@@ -614,8 +626,7 @@ def load_experiments(targets: str | Path | Iterable[str | Path]) -> list[Experim
 
     Raises ``UserError`` on a YAML syntax error or when nothing is found.
     """
-    if isinstance(targets, str | Path):
-        targets = [targets]
+    targets = [targets] if isinstance(targets, str | Path) else list(targets)
     out: list[Experiment] = []
     for target in targets:
         for doc in load_documents(target):

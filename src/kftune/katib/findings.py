@@ -110,7 +110,9 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, source: str, summary: str) -> Callable[[Callable[[Check], None]], Callable[[Check], None]]:
+def rule(
+    rule_id: str, source: str, summary: str
+) -> Callable[[Callable[[Check], None]], Callable[[Check], None]]:
     def register(func: Callable[[Check], None]) -> Callable[[Check], None]:
         if rule_id in RULES:
             raise ValueError(f"rule {rule_id} registered twice")
@@ -126,5 +128,8 @@ def run_rules(check: Check, rules: list[Rule]) -> None:
         try:
             r.func(check)
         except Exception as exc:  # noqa: BLE001 - a rule bug must not hide the other findings
-            check.error((), f"internal error in rule {r.id}: {type(exc).__name__}: {exc}",
-                        "report this as a kftune bug")
+            check.error(
+                (),
+                f"internal error in rule {r.id}: {type(exc).__name__}: {exc}",
+                "report this as a kftune bug",
+            )

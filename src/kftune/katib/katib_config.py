@@ -66,18 +66,24 @@ class KatibConfig:
         except OSError as exc:
             raise UserError(f"{path}: cannot read the katib-config: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - YAML errors
-            raise UserError(f"{path}: not valid YAML: {exc}; pass the katib-config ConfigMap or KatibConfig") from exc
+            raise UserError(
+                f"{path}: not valid YAML: {exc}; pass the katib-config ConfigMap or KatibConfig"
+            ) from exc
         if isinstance(data, dict) and data.get("kind") == "ConfigMap":
             inner = (data.get("data") or {}).get("katib-config.yaml")
             if not isinstance(inner, str):
-                raise UserError(f"{path}: ConfigMap has no data['katib-config.yaml']; pass Katib's katib-config")
+                raise UserError(
+                    f"{path}: ConfigMap has no data['katib-config.yaml']; pass Katib's katib-config"
+                )
             data = load_value(inner)
         if not isinstance(data, dict) or data.get("kind") != "KatibConfig":
             raise UserError(f"{path}: expected kind: KatibConfig (or the katib-config ConfigMap holding it)")
         runtime = data.get("runtime") or {}
 
         def names(key: str, field: str) -> tuple[str, ...]:
-            return tuple(str(x.get(field)) for x in runtime.get(key) or [] if isinstance(x, dict) and x.get(field))
+            return tuple(
+                str(x.get(field)) for x in runtime.get(key) or [] if isinstance(x, dict) and x.get(field)
+            )
 
         resources = ((data.get("init") or {}).get("controller") or {}).get("trialResources")
         return cls(

@@ -118,7 +118,14 @@ def _go_time_json(m: re.Match[str], full: bool) -> str | None:
     date = f"{year:04d}-{month:02d}-{day:02d}"
     if not full:
         return f"{date}T00:00:00Z"
-    sep, hh, mm, ss, frac, zone = m.group(4), int(m.group(5)), int(m.group(6)), int(m.group(7)), m.group(8), m.group(9)
+    sep, hh, mm, ss, frac, zone = (
+        m.group(4),
+        int(m.group(5)),
+        int(m.group(6)),
+        int(m.group(7)),
+        m.group(8),
+        m.group(9),
+    )
     if sep == " " and zone:  # "2006-1-2 15:4:5.999999999" takes no zone
         return None
     if sep != " " and not zone:
@@ -176,7 +183,9 @@ def json_key(key: Any) -> str:
         if math.isinf(key):
             return ".inf" if key > 0 else "-.inf"
         return format(key, ".7g")  # FormatFloat(v, 'g', -1, 32): float32 precision
-    raise yaml.constructor.ConstructorError(None, None, f"unsupported map key {key!r} (kubectl cannot send it)")
+    raise yaml.constructor.ConstructorError(
+        None, None, f"unsupported map key {key!r} (kubectl cannot send it)"
+    )
 
 
 class KubectlLoader(yaml.SafeLoader):
@@ -343,7 +352,8 @@ def parse_documents(text: str, path: Path) -> list[Document]:
             continue
         doc = Document(path=path, index=len(docs), start_line=start)
         # Pad with newlines so that marks carry the line numbers of the whole file.
-        loader = KubectlLoader("\n" * (start - 1) + chunk)
+        padded = "\n" * (start - 1) + chunk
+        loader = KubectlLoader(padded)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -361,6 +371,14 @@ def parse_documents(text: str, path: Path) -> list[Document]:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else start
+            end = len(padded.rstrip())
+            if mark is not None and mark.index >= end:  # "found <stream end>": point at what is left open
+                context = exc.context_mark
+                line = (
+                    context.line + 1
+                    if context is not None and context.index < end
+                    else padded[:end].count("\n") + 1
+                )
             what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
             doc.problems.append(YamlProblem(line, f"YAML syntax error: {what}"))
             doc.data = None

@@ -71,13 +71,18 @@ def _num(text: Any, ptype: str) -> float | None:
 # Reading the document
 
 
-@rule("extra.unknown-field", "kftune (Katib decodes into Go types and drops unknown fields)",
-      "no field Katib does not know (a typo such as parallelTrialCounts is silently ignored)")
+@rule(
+    "extra.unknown-field",
+    "kftune (Katib decodes into Go types and drops unknown fields)",
+    "no field Katib does not know (a typo such as parallelTrialCounts is silently ignored)",
+)
 def check_unknown_fields(c: Check) -> None:
     for what, ypath, key, known in walk_types(c.exp.raw, EXPERIMENT_TYPES):
         if what != "unknown":
             continue
-        close = [k for k in known if k.lower() == str(key).lower() or k.lower().startswith(str(key).lower()[:5])]
+        close = [
+            k for k in known if k.lower() == str(key).lower() or k.lower().startswith(str(key).lower()[:5])
+        ]
         hint = f"did you mean {close[0]!r}?" if close else f"known fields here: {', '.join(known)}"
         c.warning(ypath, f"unknown field {key!r}: Katib ignores it", f"remove or rename it ({hint})")
 
@@ -92,31 +97,46 @@ def _walk(obj: Any, ypath: YPath = ()) -> Any:
             yield from _walk(v, (*ypath, i))
 
 
-@rule("extra.non-finite", "kftune (sigs.k8s.io/yaml -> encoding/json)",
-      "no .nan/.inf values: kubectl cannot encode them as JSON")
+@rule(
+    "extra.non-finite",
+    "kftune (sigs.k8s.io/yaml -> encoding/json)",
+    "no .nan/.inf values: kubectl cannot encode them as JSON",
+)
 def check_non_finite(c: Check) -> None:
     for ypath, value in _walk(c.exp.raw):
         if isinstance(value, float) and not math.isfinite(value):
-            c.error(ypath, f"{value} cannot be sent by kubectl (json: unsupported value)",
-                    "use a finite number, or quote it if it is meant as text")
+            c.error(
+                ypath,
+                f"{value} cannot be sent by kubectl (json: unsupported value)",
+                "use a finite number, or quote it if it is meant as text",
+            )
 
 
-@rule("extra.name-dns", "kftune (API server: DNS-1123 names; Katib names the suggestion Service <name>-<algorithm>)",
-      "metadata.name is a whole DNS-1035 label: Katib's own regexp only checks how the name starts")
+@rule(
+    "extra.name-dns",
+    "kftune (API server: DNS-1123 names; Katib names the suggestion Service <name>-<algorithm>)",
+    "metadata.name is a whole DNS-1035 label: Katib's own regexp only checks how the name starts",
+)
 def check_name_dns(c: Check) -> None:
     name = c.exp.name
     if name and len(name) <= 40 and not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name):
-        c.error(("metadata", "name"), f"name {name!r} passes Katib's check (which only looks at how the name "
-                "starts) but is not a DNS label: the API server or Katib's suggestion Service rejects it",
-                "use only lower-case letters, digits and '-', ending with a letter or digit")
+        c.error(
+            ("metadata", "name"),
+            f"name {name!r} passes Katib's check (which only looks at how the name "
+            "starts) but is not a DNS label: the API server or Katib's suggestion Service rejects it",
+            "use only lower-case letters, digits and '-', ending with a letter or digit",
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # Search space
 
 
-@rule("extra.duplicate-parameter", "kftune (goptuna rejects it at run time; others overwrite silently)",
-      "parameter names are unique")
+@rule(
+    "extra.duplicate-parameter",
+    "kftune (goptuna rejects it at run time; others overwrite silently)",
+    "parameter names are unique",
+)
 def check_duplicate_parameters(c: Check) -> None:
     seen: dict[str, int] = {}
     for i, p in _params(c):
@@ -125,14 +145,20 @@ def check_duplicate_parameters(c: Check) -> None:
             c.error(("spec", "parameters", i), "parameter has no name", "give it a name, e.g. learning_rate")
             continue
         if name in seen:
-            c.error(("spec", "parameters", i, "name"), f"parameter {name!r} is defined twice "
-                    f"(first at spec.parameters[{seen[name]}])", "remove one or rename it")
+            c.error(
+                ("spec", "parameters", i, "name"),
+                f"parameter {name!r} is defined twice (first at spec.parameters[{seen[name]}])",
+                "remove one or rename it",
+            )
         else:
             seen[name] = i
 
 
-@rule("extra.range", "kftune (suggestion services parse the bounds with int()/float() at run time)",
-      "min/max/step parse as numbers of the parameter's type; min < max (min == max is a constant); step > 0")
+@rule(
+    "extra.range",
+    "kftune (suggestion services parse the bounds with int()/float() at run time)",
+    "min/max/step parse as numbers of the parameter's type; min < max (min == max is a constant); step > 0",
+)
 def check_range(c: Check) -> None:
     algo = c.exp.algorithm
     resource = algo.settings.get("resource_name") if algo.name in RESOURCE_ALGORITHMS else None
@@ -150,32 +176,50 @@ def check_range(c: Check) -> None:
             values[key] = _num(text, ptype)
             if values[key] is None and isinstance(text, str):
                 kind = "an integer" if ptype == "int" else "a finite number"
-                c.error((*at, key), f"{key} {text!r} is not {kind} (parameterType {ptype})",
-                        f'write {kind}, e.g. {key}: "{"1" if ptype == "int" else "0.001"}"')
+                c.error(
+                    (*at, key),
+                    f"{key} {text!r} is not {kind} (parameterType {ptype})",
+                    f'write {kind}, e.g. {key}: "{"1" if ptype == "int" else "0.001"}"',
+                )
         low, high, step = values["min"], values["max"], values["step"]
         if low is not None and high is not None:
             if low > high:
-                c.error((*at, "min"), f"min ({fs['min']}) is greater than max ({fs['max']}): the range is empty",
-                        f'swap them: min: "{fs["max"]}", max: "{fs["min"]}"')
+                c.error(
+                    (*at, "min"),
+                    f"min ({fs['min']}) is greater than max ({fs['max']}): the range is empty",
+                    f'swap them: min: "{fs["max"]}", max: "{fs["min"]}"',
+                )
             elif low == high and p.get("name") != resource:
                 if ptype == "double":
-                    c.error((*at, "max"), f"min and max are both {fs['min']}: the range is a single point",
-                            "widen the range, or pass the value as a fixed argument instead of a parameter")
+                    c.error(
+                        (*at, "max"),
+                        f"min and max are both {fs['min']}: the range is a single point",
+                        "widen the range, or pass the value as a fixed argument instead of a parameter",
+                    )
                 else:
-                    c.warning((*at, "max"), f"min and max are both {fs['min']}: the parameter is a constant",
-                              "widen the range, or pass the value as a fixed argument")
+                    c.warning(
+                        (*at, "max"),
+                        f"min and max are both {fs['min']}: the parameter is a constant",
+                        "widen the range, or pass the value as a fixed argument",
+                    )
         if step is not None:
             if step <= 0:
                 c.error((*at, "step"), f"step {fs['step']} must be greater than 0", "use a positive step")
             elif low is not None and high is not None and low < high and step > high - low:
-                c.warning((*at, "step"), f"step {fs['step']} is larger than the range {fs['min']}..{fs['max']}",
-                          "use a smaller step")
+                c.warning(
+                    (*at, "step"),
+                    f"step {fs['step']} is larger than the range {fs['min']}..{fs['max']}",
+                    "use a smaller step",
+                )
 
 
-@rule("extra.distribution", "kftune (hyperopt takes math.log of the bounds; optuna, goptuna, skopt, hyperband, "
-      "pbt support fewer distributions)",
-      "logUniform/logNormal need min > 0; a distribution the algorithm cannot honour is an error (optuna) or "
-      "a warning (ignored)")
+@rule(
+    "extra.distribution",
+    "kftune (hyperopt takes math.log of the bounds; optuna, goptuna, skopt, hyperband, "
+    "pbt support fewer distributions)",
+    "logUniform/logNormal need min > 0; a distribution the algorithm cannot honour is an error (optuna) or "
+    "a warning (ignored)",
+)
 def check_distribution(c: Check) -> None:
     algo = c.exp.algorithm.name
     for i, p in _params(c):
@@ -186,18 +230,31 @@ def check_distribution(c: Check) -> None:
         at = ("spec", "parameters", i, "feasibleSpace", "distribution")
         low = _num(fs.get("min"), p.get("parameterType", "double"))
         if dist in ("logUniform", "logNormal") and low is not None and low <= 0:
-            c.error(("spec", "parameters", i, "feasibleSpace", "min"),
-                    f"{dist} needs min > 0 (the log of {fs.get('min')} is undefined)", "use a positive min")
+            c.error(
+                ("spec", "parameters", i, "feasibleSpace", "min"),
+                f"{dist} needs min > 0 (the log of {fs.get('min')} is undefined)",
+                "use a positive min",
+            )
         if algo in OPTUNA and dist in ("normal", "logNormal"):
-            c.error(at, f"algorithm {algo} (Katib's optuna service) supports only uniform and logUniform; "
-                    f"{dist} fails when the first suggestion is made", "use uniform or logUniform")
+            c.error(
+                at,
+                f"algorithm {algo} (Katib's optuna service) supports only uniform and logUniform; "
+                f"{dist} fails when the first suggestion is made",
+                "use uniform or logUniform",
+            )
         elif algo in IGNORES_DISTRIBUTION:
-            c.warning(at, f"algorithm {algo} ignores distribution {dist} and samples uniformly between min and max",
-                      "use tpe or random (hyperopt) to honour it, or search the log of the value")
+            c.warning(
+                at,
+                f"algorithm {algo} ignores distribution {dist} and samples uniformly between min and max",
+                "use tpe or random (hyperopt) to honour it, or search the log of the value",
+            )
 
 
-@rule("extra.list", "kftune (suggestion services pick from the list; Katib never checks it)",
-      "categorical/discrete lists are non-empty and unique; discrete values are numbers")
+@rule(
+    "extra.list",
+    "kftune (suggestion services pick from the list; Katib never checks it)",
+    "categorical/discrete lists are non-empty and unique; discrete values are numbers",
+)
 def check_lists(c: Check) -> None:
     for i, p in _params(c):
         ptype = p.get("parameterType")
@@ -206,21 +263,33 @@ def check_lists(c: Check) -> None:
         at = ("spec", "parameters", i, "feasibleSpace", "list")
         values = _fs(p).get("list")
         if not isinstance(values, list) or not values:
-            c.error(at, f"{ptype} parameter {p.get('name')!r} has no values", 'list them: list: ["16", "32", "64"]')
+            c.error(
+                at,
+                f"{ptype} parameter {p.get('name')!r} has no values",
+                'list them: list: ["16", "32", "64"]',
+            )
             continue
         seen: set[str] = set()
         for j, v in enumerate(values):
             text = str(v)
             if text in seen:
-                c.error((*at, j), f"value {text!r} is listed twice", "remove the repeat (it skews the sampling)")
+                c.error(
+                    (*at, j), f"value {text!r} is listed twice", "remove the repeat (it skews the sampling)"
+                )
             seen.add(text)
             if ptype == "discrete" and _num(text, "double") is None:
-                c.error((*at, j), f"discrete value {text!r} is not a number",
-                        "use numbers, or make the parameter categorical")
+                c.error(
+                    (*at, j),
+                    f"discrete value {text!r} is not a number",
+                    "use numbers, or make the parameter categorical",
+                )
             if '"' in text or "\\" in text:
-                c.warning((*at, j), f"value {text!r} contains a quote or backslash: Katib pastes values into the "
-                          "template's JSON text unescaped, which breaks the trial",
-                          "avoid \" and \\ in values")
+                c.warning(
+                    (*at, j),
+                    f"value {text!r} contains a quote or backslash: Katib pastes values into the "
+                    "template's JSON text unescaped, which breaks the trial",
+                    'avoid " and \\ in values',
+                )
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,9 +308,11 @@ def _trial_spec(c: Check) -> dict[str, Any] | None:
     return spec if isinstance(spec, dict) else None
 
 
-@rule("extra.parameter-unreferenced", "kftune (generator.go applyParameters: len(assignments) != "
-      "nonMetaParamCount fails every trial)",
-      "every spec.parameters entry is referenced by a trialParameter")
+@rule(
+    "extra.parameter-unreferenced",
+    "kftune (generator.go applyParameters: len(assignments) != nonMetaParamCount fails every trial)",
+    "every spec.parameters entry is referenced by a trialParameter",
+)
 def check_parameter_unreferenced(c: Check) -> None:
     if not _trial_parameters(c) and c.spec.get("trialTemplate") is None:
         return
@@ -249,13 +320,20 @@ def check_parameter_unreferenced(c: Check) -> None:
     for i, p in _params(c):
         name = p.get("name")
         if isinstance(name, str) and name and name not in refs:
-            c.error(("spec", "parameters", i, "name"), f"parameter {name!r} is not referenced by any trialParameter: "
-                    "Katib fails to create every trial", f"add a trialParameter with reference: {name} and use it "
-                    "in the template, or remove the parameter")
+            c.error(
+                ("spec", "parameters", i, "name"),
+                f"parameter {name!r} is not referenced by any trialParameter: "
+                "Katib fails to create every trial",
+                f"add a trialParameter with reference: {name} and use it "
+                "in the template, or remove the parameter",
+            )
 
 
-@rule("extra.meta-reference", "kftune (generator.go applyParameters reads Labels/Annotations from the template)",
-      "${trialSpec.Labels[k]} / ${trialSpec.Annotations[k]} name a key of the trialSpec's own metadata")
+@rule(
+    "extra.meta-reference",
+    "kftune (generator.go applyParameters reads Labels/Annotations from the template)",
+    "${trialSpec.Labels[k]} / ${trialSpec.Annotations[k]} name a key of the trialSpec's own metadata",
+)
 def check_meta_reference(c: Check) -> None:
     spec = _trial_spec(c)
     if spec is None:
@@ -270,12 +348,14 @@ def check_meta_reference(c: Check) -> None:
         table = meta.get(table_name) if isinstance(meta.get(table_name), dict) else {}
         key = sub.group(2)
         if key not in table:
-            c.error(("spec", "trialTemplate", "trialParameters", i, "reference"),
-                    f"{tp['reference']} reads spec.trialTemplate.trialSpec.metadata.{table_name}[{key!r}], which "
-                    f"is not set: Katib fails every trial (it reads the template's {table_name}, not the labels a "
-                    "suggestion puts on the Trial)",
-                    f"set trialSpec.metadata.{table_name}.{key}, or, for a label the suggestion sets, read it in "
-                    f"the pod with env valueFrom.fieldRef.fieldPath: metadata.labels['{key}']")
+            c.error(
+                ("spec", "trialTemplate", "trialParameters", i, "reference"),
+                f"{tp['reference']} reads spec.trialTemplate.trialSpec.metadata.{table_name}[{key!r}], which "
+                f"is not set: Katib fails every trial (it reads the template's {table_name}, not the labels a "
+                "suggestion puts on the Trial)",
+                f"set trialSpec.metadata.{table_name}.{key}, or, for a label the suggestion sets, read it in "
+                f"the pod with env valueFrom.fieldRef.fieldPath: metadata.labels['{key}']",
+            )
 
 
 @dataclass
@@ -315,8 +395,11 @@ def primary_container(c: Check) -> Primary | None:
     return Primary(cpath, container, argv, paths, (*TRIAL_SPEC, *pod_path), pod)
 
 
-@rule("extra.primary-container", "kftune (inject_webhook.go: the pod webhook fails without it)",
-      "primaryContainerName names a container of the primary pod template")
+@rule(
+    "extra.primary-container",
+    "kftune (inject_webhook.go: the pod webhook fails without it)",
+    "primaryContainerName names a container of the primary pod template",
+)
 def check_primary_container(c: Check) -> None:
     spec = _trial_spec(c)
     tt = c.exp.trial_template
@@ -324,20 +407,29 @@ def check_primary_container(c: Check) -> None:
         return
     found = primary_pod_template(spec, tt.primary_pod_labels)
     if found is None:
-        c.error(TRIAL_SPEC, "no pod template found in the trial spec (expected spec.template or "
-                "spec.<x>ReplicaSpecs.<role>.template)", "put the training container in a pod template")
+        c.error(
+            TRIAL_SPEC,
+            "no pod template found in the trial spec (expected spec.template or "
+            "spec.<x>ReplicaSpecs.<role>.template)",
+            "put the training container in a pod template",
+        )
         return
     pod_path, pod = found
     names = [x.get("name") for x in pod["spec"]["containers"] if isinstance(x, dict)]
     if tt.primary_container_name not in names:
-        c.error(("spec", "trialTemplate", "primaryContainerName"),
-                f"no container named {tt.primary_container_name!r} in the primary pod template "
-                f"({'.'.join(map(str, pod_path))}; containers: {', '.join(map(str, names))})",
-                "set primaryContainerName to the container that runs the training")
+        c.error(
+            ("spec", "trialTemplate", "primaryContainerName"),
+            f"no container named {tt.primary_container_name!r} in the primary pod template "
+            f"({'.'.join(map(str, pod_path))}; containers: {', '.join(map(str, names))})",
+            "set primaryContainerName to the container that runs the training",
+        )
 
 
-@rule("extra.trial-kind", "kftune (katib-config init.controller.trialResources: the controller watches only these)",
-      "the trial's apiVersion/kind is a trial resource Katib watches")
+@rule(
+    "extra.trial-kind",
+    "kftune (katib-config init.controller.trialResources: the controller watches only these)",
+    "the trial's apiVersion/kind is a trial resource Katib watches",
+)
 def check_trial_kind(c: Check) -> None:
     spec = _trial_spec(c)
     if spec is None or not spec.get("apiVersion") or not spec.get("kind"):
@@ -345,19 +437,30 @@ def check_trial_kind(c: Check) -> None:
     api, kind = str(spec["apiVersion"]), str(spec["kind"])
     cfg = c.options.katib_config
     if not cfg.has_trial_kind(api, kind):
-        c.warning((*TRIAL_SPEC, "kind"), f"{kind} ({api}) is not in katib-config trialResources "
-                  f"({', '.join(cfg.trial_resources)})", "use a Job or a Kubeflow training job, or add the kind "
-                  "to katib-config init.controller.trialResources")
+        c.warning(
+            (*TRIAL_SPEC, "kind"),
+            f"{kind} ({api}) is not in katib-config trialResources ({', '.join(cfg.trial_resources)})",
+            "use a Job or a Kubeflow training job, or add the kind "
+            "to katib-config init.controller.trialResources",
+        )
     if kind == "PyTorchJob" and c.exp.trial_template.primary_pod_labels == KUBEFLOW_PRIMARY_POD_LABELS:
-        replicas = spec.get("spec", {}).get("pytorchReplicaSpecs") if isinstance(spec.get("spec"), dict) else None
+        replicas = (
+            spec.get("spec", {}).get("pytorchReplicaSpecs") if isinstance(spec.get("spec"), dict) else None
+        )
         if isinstance(replicas, dict) and "Master" not in replicas:
-            c.error((*TRIAL_SPEC, "spec", "pytorchReplicaSpecs"), "a PyTorchJob trial needs a Master replica: Katib "
-                    "collects metrics from the pod labelled training.kubeflow.org/job-role: master",
-                    "add pytorchReplicaSpecs.Master (replicas: 1), or set trialTemplate.primaryPodLabels")
+            c.error(
+                (*TRIAL_SPEC, "spec", "pytorchReplicaSpecs"),
+                "a PyTorchJob trial needs a Master replica: Katib "
+                "collects metrics from the pod labelled training.kubeflow.org/job-role: master",
+                "add pytorchReplicaSpecs.Master (replicas: 1), or set trialTemplate.primaryPodLabels",
+            )
 
 
-@rule("extra.pod-schema", "kftune (training operators prune unknown fields of their pod templates)",
-      "pod templates of non-Job trial kinds match Kubernetes' PodTemplateSpec (needs kubernetes-validate)")
+@rule(
+    "extra.pod-schema",
+    "kftune (training operators prune unknown fields of their pod templates)",
+    "pod templates of non-Job trial kinds match Kubernetes' PodTemplateSpec (needs kubernetes-validate)",
+)
 def check_pod_schema(c: Check) -> None:
     from kftune.katib.k8s_schema import schema_errors
 
@@ -367,8 +470,11 @@ def check_pod_schema(c: Check) -> None:
     rendered = substitute(spec, {n: "test-value" for n in placeholders(spec)})
     for pod_path, template in pod_templates(rendered):
         for sub, message in schema_errors(template, "PodTemplateSpec", c.options.kube_version):
-            c.error((*TRIAL_SPEC, *pod_path, *sub), f"invalid pod template: {message}",
-                    "fix the field (the operator drops or rejects it, and the trial runs without it)")
+            c.error(
+                (*TRIAL_SPEC, *pod_path, *sub),
+                f"invalid pod template: {message}",
+                "fix the field (the operator drops or rejects it, and the trial runs without it)",
+            )
 
 
 def _image_problem(image: str) -> str | None:
@@ -382,8 +488,11 @@ def _image_problem(image: str) -> str | None:
     return None
 
 
-@rule("extra.image-tag", "kftune (docs/contracts.md: images are tagged by version or git SHA)",
-      "every image has a tag other than latest (or a digest)")
+@rule(
+    "extra.image-tag",
+    "kftune (docs/contracts.md: images are tagged by version or git SHA)",
+    "every image has a tag other than latest (or a digest)",
+)
 def check_image_tags(c: Check) -> None:
     spec = _trial_spec(c)
     targets: list[tuple[YPath, Any]] = []
@@ -395,11 +504,16 @@ def check_image_tags(c: Check) -> None:
                         targets.append(((*TRIAL_SPEC, *pod_path, "spec", key, i, "image"), ctr.get("image")))
     custom = c.exp.metrics_collector.custom_collector
     if custom:
-        targets.append((("spec", "metricsCollectorSpec", "collector", "customCollector", "image"), custom.get("image")))
+        targets.append(
+            (("spec", "metricsCollectorSpec", "collector", "customCollector", "image"), custom.get("image"))
+        )
     for ypath, image in targets:
         if isinstance(image, str) and (problem := _image_problem(image)):
-            c.error(ypath, f"image {image!r} {problem}: trials may run different code",
-                    f"pin a version or digest, e.g. {TRAINER_IMAGE}:0.1.0")
+            c.error(
+                ypath,
+                f"image {image!r} {problem}: trials may run different code",
+                f"pin a version or digest, e.g. {TRAINER_IMAGE}:0.1.0",
+            )
 
 
 def _has_istio_off(pod: dict[str, Any]) -> bool | None:
@@ -411,8 +525,11 @@ def _has_istio_off(pod: dict[str, Any]) -> bool | None:
     return None
 
 
-@rule("extra.istio", "kftune (NOTES: with an Istio sidecar the trial pod never completes)",
-      'trial pod templates carry sidecar.istio.io/inject: "false"')
+@rule(
+    "extra.istio",
+    "kftune (NOTES: with an Istio sidecar the trial pod never completes)",
+    'trial pod templates carry sidecar.istio.io/inject: "false"',
+)
 def check_istio(c: Check) -> None:
     spec = _trial_spec(c)
     if spec is None:
@@ -420,26 +537,45 @@ def check_istio(c: Check) -> None:
     for pod_path, pod in pod_templates(spec):
         state = _has_istio_off(pod)
         if state is None:
-            c.warning((*TRIAL_SPEC, *pod_path), "pod template lacks sidecar.istio.io/inject: \"false\": in an Istio "
-                      "mesh the sidecar keeps the pod running after training and the trial never completes",
-                      'add metadata.labels: {sidecar.istio.io/inject: "false"} to the pod template')
+            c.warning(
+                (*TRIAL_SPEC, *pod_path),
+                'pod template lacks sidecar.istio.io/inject: "false": in an Istio '
+                "mesh the sidecar keeps the pod running after training and the trial never completes",
+                'add metadata.labels: {sidecar.istio.io/inject: "false"} to the pod template',
+            )
         elif state is False:
-            c.warning((*TRIAL_SPEC, *pod_path, "metadata"), 'sidecar.istio.io/inject must be the string "false"',
-                      'write sidecar.istio.io/inject: "false" (quoted)')
+            c.warning(
+                (*TRIAL_SPEC, *pod_path, "metadata"),
+                'sidecar.istio.io/inject must be the string "false"',
+                'write sidecar.istio.io/inject: "false" (quoted)',
+            )
 
 
 # Env vars set in the pod by others: Katib's pod webhook (primary container) and the training operators.
 INJECTED_ENV = {
     "*": ("KATIB_TRIAL_NAME",),
-    "PyTorchJob": ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "PET_NPROC_PER_NODE", "PET_NODE_RANK",
-                   "PET_NNODES", "PET_MASTER_ADDR", "PET_MASTER_PORT", "PYTHONUNBUFFERED"),
+    "PyTorchJob": (
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "WORLD_SIZE",
+        "RANK",
+        "PET_NPROC_PER_NODE",
+        "PET_NODE_RANK",
+        "PET_NNODES",
+        "PET_MASTER_ADDR",
+        "PET_MASTER_PORT",
+        "PYTHONUNBUFFERED",
+    ),
     "TFJob": ("TF_CONFIG",),
 }
 _VAR = re.compile(r"(?<!\$)\$\(([^)]*)\)")
 
 
-@rule("extra.env-reference", "kftune (kubelet leaves an undefined $(VAR) as written)",
-      "$(VAR) in command/args/env names an env var of the container (or one Katib / the operator sets)")
+@rule(
+    "extra.env-reference",
+    "kftune (kubelet leaves an undefined $(VAR) as written)",
+    "$(VAR) in command/args/env names an env var of the container (or one Katib / the operator sets)",
+)
 def check_env_reference(c: Check) -> None:
     spec = _trial_spec(c)
     if spec is None:
@@ -456,9 +592,12 @@ def check_env_reference(c: Check) -> None:
                 for j, item in enumerate(ctr.get(key) or []):
                     for m in _VAR.finditer(str(item)):
                         if m.group(1) not in defined:
-                            c.warning((*cpath, key, j), f"$({m.group(1)}) is not an env var of the container: "
-                                      "Kubernetes passes it through literally",
-                                      f"define {m.group(1)} under env, or write $$({m.group(1)}) for a literal")
+                            c.warning(
+                                (*cpath, key, j),
+                                f"$({m.group(1)}) is not an env var of the container: "
+                                "Kubernetes passes it through literally",
+                                f"define {m.group(1)} under env, or write $$({m.group(1)}) for a literal",
+                            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,9 +636,12 @@ def task_of(c: Check) -> str | None:
     return arg.value if arg and arg.value in METRICS_BY_TASK else None
 
 
-@rule("extra.trainer-args", "kftune (docs/contracts.md: the trainer exits 2 on unknown or malformed arguments)",
-      "the `kftune train` argv has the required flags, only known flags, valid choices, and parameters of "
-      "matching types behind int/float flags")
+@rule(
+    "extra.trainer-args",
+    "kftune (docs/contracts.md: the trainer exits 2 on unknown or malformed arguments)",
+    "the `kftune train` argv has the required flags, only known flags, valid choices, and parameters of "
+    "matching types behind int/float flags",
+)
 def check_trainer_args(c: Check) -> None:
     found = _trainer(c)
     if found is None:
@@ -507,17 +649,24 @@ def check_trainer_args(c: Check) -> None:
     primary, args, start = found
     _, stray = parse_trainer_args(primary.argv, start)
     for index, token in stray:
-        c.error(primary.argv_paths[index], f"stray argument {token!r} for kftune train",
-                "pass values after their flag: --flag value")
+        c.error(
+            primary.argv_paths[index],
+            f"stray argument {token!r} for kftune train",
+            "pass values after their flag: --flag value",
+        )
     flags = {a.flag for a in args}
     if "--config" not in flags:
         for flag in REQUIRED:
             if flag not in flags:
-                c.error(primary.ypath, f"kftune train needs {flag}", f"add {flag} <value> to the container args")
+                c.error(
+                    primary.ypath, f"kftune train needs {flag}", f"add {flag} <value> to the container args"
+                )
     for a in args:
         where = primary.argv_paths[a.index]
         if a.flag not in FLAGS and a.flag not in SWITCHES:
-            c.error(where, f"unknown kftune train flag {a.flag}", "see docs/contracts.md for the trainer's flags")
+            c.error(
+                where, f"unknown kftune train flag {a.flag}", "see docs/contracts.md for the trainer's flags"
+            )
             continue
         if a.flag in SWITCHES:
             continue
@@ -533,8 +682,12 @@ def check_trainer_args(c: Check) -> None:
             continue
         if PARAM_PLACEHOLDER.fullmatch(a.value):
             continue  # trial metadata
-        if isinstance(kind, tuple) and a.value not in kind and not (a.flag == "--resume-from"):
-            c.error(where, f"{a.flag} {a.value!r} is not one of {', '.join(kind)}", f"use one of {', '.join(kind)}")
+        if isinstance(kind, tuple) and a.value not in kind:
+            c.error(
+                where,
+                f"{a.flag} {a.value!r} is not one of {', '.join(kind)}",
+                f"use one of {', '.join(kind)}",
+            )
         elif kind == "int" and not _INT.match(a.value):
             c.error(where, f"{a.flag} needs an integer, got {a.value!r}", f"e.g. {a.flag} 3")
         elif kind == "float" and not _FLOAT.match(a.value):
@@ -549,21 +702,30 @@ def _check_param_feeds_flag(c: Check, param: dict[str, Any], flag: str, kind: An
     values = [str(v) for v in _fs(param).get("list") or []] if ptype in ("categorical", "discrete") else []
     if kind == "int":
         if ptype == "double":
-            c.error(at, f"parameter {name!r} is a double but feeds {flag}, which takes an integer",
-                    "make it parameterType: int (or discrete with integer values)")
+            c.error(
+                at,
+                f"parameter {name!r} is a double but feeds {flag}, which takes an integer",
+                "make it parameterType: int (or discrete with integer values)",
+            )
         bad = [v for v in values if not _INT.match(v)]
     elif kind == "float":
         bad = [v for v in values if not _FLOAT.match(v)]
     elif isinstance(kind, tuple):
         bad = [v for v in values if v not in kind]
         if ptype in ("int", "double"):
-            c.error(at, f"parameter {name!r} is numeric but feeds {flag}, which takes one of {', '.join(kind)}",
-                    "make it categorical")
+            c.error(
+                at,
+                f"parameter {name!r} is numeric but feeds {flag}, which takes one of {', '.join(kind)}",
+                "make it categorical",
+            )
     else:
         bad = []
     if bad:
-        c.error(("spec", "parameters", index, "feasibleSpace", "list"),
-                f"values {bad} of parameter {name!r} are not valid for {flag}", "list only valid values")
+        c.error(
+            ("spec", "parameters", index, "feasibleSpace", "list"),
+            f"values {bad} of parameter {name!r} are not valid for {flag}",
+            "list only valid values",
+        )
 
 
 def _default_line(task: str) -> tuple[str, dict[str, float]]:
@@ -586,39 +748,61 @@ def extract_metrics(line: str, filters: list[str] | tuple[str, ...]) -> list[tup
     return out
 
 
-@rule("extra.objective-metric", "kftune (kftune.train.metric_lines.METRICS_BY_TASK; Katib records an unavailable "
-      "metric)",
-      "the objective (and additional metrics) are printed by the trainer for its --task; the objective type "
-      "matches the metric (loss and perplexity are minimised)")
+@rule(
+    "extra.objective-metric",
+    "kftune (kftune.train.metric_lines.METRICS_BY_TASK; Katib records an unavailable metric)",
+    "the objective (and additional metrics) are printed by the trainer for its --task; the objective type "
+    "matches the metric (loss and perplexity are minimised)",
+)
 def check_objective_metric(c: Check) -> None:
     task = task_of(c)
     obj = c.exp.objective
-    if obj.objective_metric_name and obj.type in ("minimize", "maximize") and obj.objective_metric_name in GOALS:
+    if (
+        obj.objective_metric_name
+        and obj.type in ("minimize", "maximize")
+        and obj.objective_metric_name in GOALS
+    ):
         want = GOALS[obj.objective_metric_name]
         if want != obj.type:
-            c.warning(("spec", "objective", "type"), f"{obj.objective_metric_name} is better when "
-                      f"{'higher' if want == 'maximize' else 'lower'}, but the objective is to {obj.type} it",
-                      f"set type: {want}")
+            c.warning(
+                ("spec", "objective", "type"),
+                f"{obj.objective_metric_name} is better when "
+                f"{'higher' if want == 'maximize' else 'lower'}, but the objective is to {obj.type} it",
+                f"set type: {want}",
+            )
     if task is None:
         return
     printed = METRICS_BY_TASK[task]
-    for ypath, name, severity in [(("spec", "objective", "objectiveMetricName"), obj.objective_metric_name, "error")] + [
-        (("spec", "objective", "additionalMetricNames", i), m, "warning") for i, m in enumerate(obj.additional_metric_names)
+    for ypath, name, severity in [
+        (("spec", "objective", "objectiveMetricName"), obj.objective_metric_name, "error")
+    ] + [
+        (("spec", "objective", "additionalMetricNames", i), m, "warning")
+        for i, m in enumerate(obj.additional_metric_names)
     ]:
         if not name or name in printed or name == "epoch":
             continue
         if name.startswith("test_") and "eval_" + name[5:] in printed:
-            c.warning(ypath, f"{name} is printed only once, after training, on the test split: tuning on it "
-                      "overfits the test set", f"use eval_{name[5:]}")
+            c.warning(
+                ypath,
+                f"{name} is printed only once, after training, on the test split: tuning on it "
+                "overfits the test set",
+                f"use eval_{name[5:]}",
+            )
             continue
         report = c.error if severity == "error" else c.warning
-        report(ypath, f"the trainer never prints {name!r} for --task {task} (it prints {', '.join(printed)})",
-               f"use one of {', '.join(printed)}")
+        report(
+            ypath,
+            f"the trainer never prints {name!r} for --task {task} (it prints {', '.join(printed)})",
+            f"use one of {', '.join(printed)}",
+        )
 
 
-@rule("extra.metrics-filter", "kftune (file-metricscollector.go parseLogsInTextFormat on a real metric line)",
-      "the StdOut collector (with its filters) extracts the objective and additional metrics, with the printed "
-      "values, from a line the trainer prints (format_epoch_line)")
+@rule(
+    "extra.metrics-filter",
+    "kftune (file-metricscollector.go parseLogsInTextFormat on a real metric line)",
+    "the StdOut collector (with its filters) extracts the objective and additional metrics, with the printed "
+    "values, from a line the trainer prints (format_epoch_line)",
+)
 def check_metrics_filter(c: Check) -> None:
     task = task_of(c)
     if task is None:
@@ -626,8 +810,12 @@ def check_metrics_filter(c: Check) -> None:
     mc = c.exp.metrics_collector
     at = ("spec", "metricsCollectorSpec")
     if mc.kind != "StdOut":
-        c.warning((*at, "collector", "kind"), f"the kftune trainer prints its metric lines on stdout; the {mc.kind} "
-                  "collector will not see them", "use collector kind StdOut")
+        c.warning(
+            (*at, "collector", "kind"),
+            f"the kftune trainer prints its metric lines on stdout; the {mc.kind} "
+            "collector will not see them",
+            "use collector kind StdOut",
+        )
         return
     line, values = _default_line(task)
     found = extract_metrics(line, list(mc.metrics_format))
@@ -639,15 +827,24 @@ def check_metrics_filter(c: Check) -> None:
         got = [v for n, v in found if n == name]
         expected = f"{values[name]:.6f}"
         if not got:
-            c.error(where, f"the metrics filter finds no {name} in the trainer's line {line!r}",
-                    "remove source.filter to use Katib's default filter, or fix the regex")
+            c.error(
+                where,
+                f"the metrics filter finds no {name} in the trainer's line {line!r}",
+                "remove source.filter to use Katib's default filter, or fix the regex",
+            )
         elif any(_num(v, "double") is None or abs(float(v) - values[name]) > 1e-9 for v in got):
-            c.error(where, f"the metrics filter reads {name}={got[0]!r} from {line!r}, not {expected}",
-                    "make group 2 match the whole number, e.g. ([+-]?\\d*(\\.\\d+)?([Ee][+-]?\\d+)?)")
+            c.error(
+                where,
+                f"the metrics filter reads {name}={got[0]!r} from {line!r}, not {expected}",
+                "make group 2 match the whole number, e.g. ([+-]?\\d*(\\.\\d+)?([Ee][+-]?\\d+)?)",
+            )
 
 
-@rule("extra.output-dir", "kftune (trials running at once must not share a checkpoint directory)",
-      "--output-dir differs per trial (uses the trial name)")
+@rule(
+    "extra.output-dir",
+    "kftune (trials running at once must not share a checkpoint directory)",
+    "--output-dir differs per trial (uses the trial name)",
+)
 def check_output_dir(c: Check) -> None:
     found = _trainer(c)
     if found is None:
@@ -656,21 +853,36 @@ def check_output_dir(c: Check) -> None:
     arg = _arg(args, "--output-dir")
     if arg is None or arg.value is None:
         return
-    names = {tp.get("name") for _, tp in _trial_parameters(c) if str(tp.get("reference")) == "${trialSpec.Name}"}
+    names = {
+        tp.get("name") for _, tp in _trial_parameters(c) if str(tp.get("reference")) == "${trialSpec.Name}"
+    }
     uses_name = any(m.group(1) in names for m in PARAM_PLACEHOLDER.finditer(arg.value))
-    env_names = {e.get("name") for e in primary.container.get("env") or [] if isinstance(e, dict)
-                 and (e.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") in
-                 ("metadata.name", "metadata.labels['katib.kubeflow.org/trial']")}
-    uses_name = uses_name or any(m.group(1) in env_names | {"KATIB_TRIAL_NAME"} for m in _VAR.finditer(arg.value))
+    env_names = {
+        e.get("name")
+        for e in primary.container.get("env") or []
+        if isinstance(e, dict)
+        and (e.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
+        in ("metadata.name", "metadata.labels['katib.kubeflow.org/trial']")
+    }
+    uses_name = uses_name or any(
+        m.group(1) in env_names | {"KATIB_TRIAL_NAME"} for m in _VAR.finditer(arg.value)
+    )
     if not uses_name:
-        c.warning(primary.argv_paths[arg.index], f"--output-dir {arg.value!r} is the same for every trial: trials "
-                  "overwrite each other's checkpoints", "add a trialParameter {name: trialName, reference: "
-                  "${trialSpec.Name}} and end the path with /${trialParameters.trialName}")
+        c.warning(
+            primary.argv_paths[arg.index],
+            f"--output-dir {arg.value!r} is the same for every trial: trials "
+            "overwrite each other's checkpoints",
+            "add a trialParameter {name: trialName, reference: "
+            "${trialSpec.Name}} and end the path with /${trialParameters.trialName}",
+        )
 
 
-@rule("extra.resource-parameter", "kftune (asha/bohb settings; hyperband/service.py ValidateAlgorithmSettings)",
-      "asha/bohb/hyperband: resource_name names an int parameter with min >= 1 that feeds --num-epochs; "
-      "hyperband: r_l > 0 and parallelTrialCount covers the first bracket (eta^s_max)")
+@rule(
+    "extra.resource-parameter",
+    "kftune (asha/bohb settings; hyperband/service.py ValidateAlgorithmSettings)",
+    "asha/bohb/hyperband: resource_name names an int parameter with min >= 1 that feeds --num-epochs; "
+    "hyperband: r_l > 0 and parallelTrialCount covers the first bracket (eta^s_max)",
+)
 def check_resource_parameter(c: Check) -> None:
     algo = c.exp.algorithm
     if algo.name not in RESOURCE_ALGORITHMS:
@@ -679,36 +891,58 @@ def check_resource_parameter(c: Check) -> None:
     resource = algo.settings.get("resource_name")
     params = {p.get("name"): (i, p) for i, p in _params(c)}
     if not resource:
-        c.error(at, f"{algo.name} needs the setting resource_name (the parameter holding the epoch budget)",
-                "add {name: resource_name, value: num_epochs} and an int parameter num_epochs")
+        c.error(
+            at,
+            f"{algo.name} needs the setting resource_name (the parameter holding the epoch budget)",
+            "add {name: resource_name, value: num_epochs} and an int parameter num_epochs",
+        )
     elif resource not in params:
-        c.error(at, f"resource_name {resource!r} names no spec.parameters entry",
-                f"add an int parameter {resource!r} (min: grace period, max: maximum epochs)")
+        c.error(
+            at,
+            f"resource_name {resource!r} names no spec.parameters entry",
+            f"add an int parameter {resource!r} (min: grace period, max: maximum epochs)",
+        )
     else:
         i, p = params[resource]
         fs = _fs(p)
         if p.get("parameterType") != "int":
             report = c.error if algo.name != "hyperband" else c.warning
-            report(("spec", "parameters", i, "parameterType"), f"resource parameter {resource!r} should be an int "
-                   "(a number of epochs)", "set parameterType: int")
+            report(
+                ("spec", "parameters", i, "parameterType"),
+                f"resource parameter {resource!r} should be an int (a number of epochs)",
+                "set parameterType: int",
+            )
         elif algo.name != "hyperband" and (low := _num(fs.get("min"), "int")) is not None and low < 1:
-            c.error(("spec", "parameters", i, "feasibleSpace", "min"), f"resource parameter {resource!r} needs "
-                    f"min >= 1 (the grace period), got {fs.get('min')}", 'set min: "1"')
+            c.error(
+                ("spec", "parameters", i, "feasibleSpace", "min"),
+                f"resource parameter {resource!r} needs min >= 1 (the grace period), got {fs.get('min')}",
+                'set min: "1"',
+            )
         found = _trainer(c)
         if found is not None:
             epochs = _arg(found[1], "--num-epochs")
             param = _placeholder_param(c, epochs.value) if epochs and epochs.value else None
             if param is None or param.get("name") != resource:
-                c.error(found[0].ypath, f"--num-epochs does not take the resource parameter {resource!r}: every "
-                        "trial would train the same number of epochs", f"pass --num-epochs from the trialParameter "
-                        f"that references {resource}")
+                c.error(
+                    found[0].ypath,
+                    f"--num-epochs does not take the resource parameter {resource!r}: every "
+                    "trial would train the same number of epochs",
+                    f"pass --num-epochs from the trialParameter that references {resource}",
+                )
             if algo.name in ("asha", "bohb") and not _arg(found[1], "--resume-from"):
-                c.warning(found[0].ypath, f"{algo.name} promotions resume their parent's checkpoint, but the "
-                          "trainer gets no --resume-from: promoted trials start over",
-                          "pass --resume-from built from the kftune.io/parent-trial pod label (see katib/ner-asha.yaml)")
+                c.warning(
+                    found[0].ypath,
+                    f"{algo.name} promotions resume their parent's checkpoint, but the "
+                    "trainer gets no --resume-from: promoted trials start over",
+                    "pass --resume-from built from the kftune.io/parent-trial pod label (see katib/ner-asha.yaml)",
+                )
             if not _arg(found[1], "--schedule-epochs"):
-                c.warning(found[0].ypath, "--schedule-epochs is not set: the LR schedule of a short trial ends "
-                          "early, so rungs are not comparable to the full run", "pass --schedule-epochs <max epochs>")
+                c.warning(
+                    found[0].ypath,
+                    "--schedule-epochs is not set: the LR schedule of a short trial ends "
+                    "early, so rungs are not comparable to the full run",
+                    "pass --schedule-epochs <max epochs>",
+                )
     if algo.name == "hyperband":
         _check_hyperband(c, algo.settings)
 
@@ -736,11 +970,16 @@ def _check_hyperband(c: Check, settings: dict[str, str]) -> None:
     try:
         r_l = float(settings.get("r_l", ""))
     except ValueError:
-        c.error(at, f"hyperband needs r_l, a positive number (got {settings.get('r_l')!r})",
-                "add {name: r_l, value: \"9\"} (the maximum epochs)")
+        c.error(
+            at,
+            f"hyperband needs r_l, a positive number (got {settings.get('r_l')!r})",
+            'add {name: r_l, value: "9"} (the maximum epochs)',
+        )
         return
     if not r_l > 0:
-        c.error(at, f"r_l must be positive, got {settings.get('r_l')}", 'set r_l to the maximum epochs, e.g. "9"')
+        c.error(
+            at, f"r_l must be positive, got {settings.get('r_l')}", 'set r_l to the maximum epochs, e.g. "9"'
+        )
         return
     try:
         eta = int(float(settings.get("eta", "3")))
@@ -751,19 +990,28 @@ def _check_hyperband(c: Check, settings: dict[str, str]) -> None:
         return
     first = hyperband_first_bracket(r_l, eta)
     if c.exp.parallel_trial_count < first:
-        c.error(("spec", "parallelTrialCount"), f"Katib's hyperband needs parallelTrialCount >= {first} (its first "
-                f"bracket, eta^s_max with r_l={settings.get('r_l')}, eta={eta}); the suggestion service rejects less",
-                f"set parallelTrialCount: {first}, or lower r_l / raise eta")
+        c.error(
+            ("spec", "parallelTrialCount"),
+            f"Katib's hyperband needs parallelTrialCount >= {first} (its first "
+            f"bracket, eta^s_max with r_l={settings.get('r_l')}, eta={eta}); the suggestion service rejects less",
+            f"set parallelTrialCount: {first}, or lower r_l / raise eta",
+        )
     total = hyperband_total_trials(r_l, eta)
     if c.exp.max_trial_count is not None and c.exp.max_trial_count > total:
-        c.warning(("spec", "maxTrialCount"), f"Katib's hyperband creates {total} trials in all (r_l={settings['r_l']}, "
-                  f"eta={eta}); with maxTrialCount {c.exp.max_trial_count} the experiment waits for suggestions "
-                  "that never come", f"set maxTrialCount: {total}")
+        c.warning(
+            ("spec", "maxTrialCount"),
+            f"Katib's hyperband creates {total} trials in all (r_l={settings['r_l']}, "
+            f"eta={eta}); with maxTrialCount {c.exp.max_trial_count} the experiment waits for suggestions "
+            "that never come",
+            f"set maxTrialCount: {total}",
+        )
 
 
-@rule("extra.metric-strategies", "kftune (common_types.go MetricStrategyType; strategies of other metrics are "
-      "ignored)",
-      "metricStrategies values are min, max or latest, for the objective or an additional metric")
+@rule(
+    "extra.metric-strategies",
+    "kftune (common_types.go MetricStrategyType; strategies of other metrics are ignored)",
+    "metricStrategies values are min, max or latest, for the objective or an additional metric",
+)
 def check_metric_strategies(c: Check) -> None:
     obj = c.spec.get("objective")
     strategies = obj.get("metricStrategies") if isinstance(obj, dict) else None
@@ -775,31 +1023,52 @@ def check_metric_strategies(c: Check) -> None:
             continue
         at = ("spec", "objective", "metricStrategies", i)
         if s.get("value") not in ("min", "max", "latest"):
-            c.error((*at, "value"), f"metric strategy {s.get('value')!r} must be min, max or latest",
-                    "use max for a score, min for a loss, latest for the last epoch")
+            c.error(
+                (*at, "value"),
+                f"metric strategy {s.get('value')!r} must be min, max or latest",
+                "use max for a score, min for a loss, latest for the last epoch",
+            )
         if s.get("name") not in names:
-            c.warning((*at, "name"), f"{s.get('name')!r} is neither the objective nor an additional metric: the "
-                      "strategy is ignored", "name one of: " + ", ".join(sorted(names)))
+            c.warning(
+                (*at, "name"),
+                f"{s.get('name')!r} is neither the objective nor an additional metric: the "
+                "strategy is ignored",
+                "name one of: " + ", ".join(sorted(names)),
+            )
 
 
-@rule("extra.pbt", "kftune (pbt/service.py samples min..max by step; inject_webhook.go mounts the suggestion PVC, "
-      "which composer.go / suggestion_controller.go create only for resumePolicy FromVolume)",
-      "suggestion_trial_dir is absolute and comes with resumePolicy FromVolume; pbt int/double parameters have a step")
+@rule(
+    "extra.pbt",
+    "kftune (pbt/service.py samples min..max by step; inject_webhook.go mounts the suggestion PVC, "
+    "which composer.go / suggestion_controller.go create only for resumePolicy FromVolume)",
+    "suggestion_trial_dir is absolute and comes with resumePolicy FromVolume; pbt int/double parameters have a step",
+)
 def check_pbt(c: Check) -> None:
     algo = c.exp.algorithm
     trial_dir = algo.settings.get("suggestion_trial_dir")
     at = ("spec", "algorithm", "algorithmSettings")
     if trial_dir:
         if not trial_dir.startswith("/"):
-            c.error(at, f"suggestion_trial_dir {trial_dir!r} must be an absolute path (it is a mount path)",
-                    "e.g. /var/log/katib/checkpoints/")
+            c.error(
+                at,
+                f"suggestion_trial_dir {trial_dir!r} must be an absolute path (it is a mount path)",
+                "e.g. /var/log/katib/checkpoints/",
+            )
         if c.exp.resume_policy != "FromVolume":
-            c.error(("spec", "resumePolicy"), "with suggestion_trial_dir, trial pods mount the suggestion's PVC, "
-                    f"which Katib creates only for resumePolicy FromVolume (got {c.exp.resume_policy}): the trial "
-                    "pods stay Pending", "set resumePolicy: FromVolume")
+            c.error(
+                ("spec", "resumePolicy"),
+                "with suggestion_trial_dir, trial pods mount the suggestion's PVC, "
+                f"which Katib creates only for resumePolicy FromVolume (got {c.exp.resume_policy}): the trial "
+                "pods stay Pending",
+                "set resumePolicy: FromVolume",
+            )
     if algo.name != "pbt":
         return
     for i, p in _params(c):
         if p.get("parameterType") in ("int", "double") and not _fs(p).get("step"):
-            c.error(("spec", "parameters", i, "feasibleSpace"), f"Katib's pbt samples {p.get('name')!r} from min to "
-                    "max by step, and it has no step: the suggestion fails", 'add a step, e.g. step: "0.01"')
+            c.error(
+                ("spec", "parameters", i, "feasibleSpace"),
+                f"Katib's pbt samples {p.get('name')!r} from min to "
+                "max by step, and it has no step: the suggestion fails",
+                'add a step, e.g. step: "0.01"',
+            )
