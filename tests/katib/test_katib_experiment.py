@@ -136,6 +136,8 @@ def test_render_trial_substitutes_values_and_metadata_as_katib_does():
 
 def test_a_shell_looking_value_stays_one_argv_element():
     e = exp()
+    argv = e.trial_argv({"lr": "0.1", "note": "1; rm -rf ~"}, "t0", labels={"kftune.io/parent-trial": "p"})
+    assert argv[:4] == ["run", "--lr=0.1", "--note", "1; rm -rf ~"] and "p" in argv
     job = e.render_trial({"lr": "0.1", "note": "1; rm -rf ~"}, "t1", namespace="other")
     cmd = e.trial_command(job)
     assert cmd.argv[3] == "1; rm -rf ~"

@@ -77,7 +77,7 @@ spec:
                        --learning-rate, "${trialParameters.learningRate}",
                        --per-device-train-batch-size, "${trialParameters.batchSize}",
                        --num-epochs, "${trialParameters.numEpochs}", --schedule-epochs, "9",
-                       --resume-from, $(KFTUNE_PARENT_TRIAL),
+                       "--resume-from=$(KFTUNE_PARENT_TRIAL)",
                        --output-dir, "/cache/trials/ner-test/${trialParameters.trialName}"]
                 env:
                   - name: KFTUNE_PARENT_TRIAL
@@ -129,7 +129,10 @@ def set_arg(flag: str, value: str | None):
 
     def mutate(d: dict) -> None:
         args = get(d, ARGS)
-        if flag in args:
+        joined = [i for i, a in enumerate(args) if a.startswith(flag + "=")]
+        if joined:
+            args[joined[0] : joined[0] + 1] = [] if value is None else [f"{flag}={value}"]
+        elif flag in args:
             i = args.index(flag)
             if value is None:
                 del args[i : i + 2]
@@ -760,6 +763,37 @@ CASES: list[tuple[str, str, Any, str | None]] = [
         "extra.metric-strategies",
         "latest",
         P("spec.objective.metricStrategies", [{"name": "eval_f1", "value": "latest"}]),
+        None,
+    ),
+    (
+        "extra.shell-wrap",
+        "empty-label-as-own-argument",
+        seq(
+            set_arg("--resume-from", None),
+            lambda d: get(d, ARGS).extend(["--resume-from", "$(KFTUNE_PARENT_TRIAL)"]),
+        ),
+        "error",
+    ),
+    ("extra.shell-wrap", "empty-argument", set_arg("--model", ""), "error"),
+    ("extra.shell-wrap", "space-in-argument", set_arg("--model", "/models/my model"), "error"),
+    ("extra.shell-wrap", "semicolon-in-argument", set_arg("--model", "tiny;ls"), "error"),
+    (
+        "extra.shell-wrap",
+        "categorical-value-with-space",
+        add_param("sched", "categorical", {"list": ["linear", "cosine restarts"]}, flag="--lr-scheduler"),
+        "error",
+    ),
+    ("extra.shell-wrap", "flag-equals-env", set_arg("--trial", "$(KATIB_TRIAL_NAME)"), None),
+    (
+        "extra.shell-wrap",
+        "user-shell",
+        seq(P(CONTAINER + ".command", ["sh", "-c"]), P(ARGS, ["kftune train --task ner --model 'my model'"])),
+        None,
+    ),
+    (
+        "extra.shell-wrap",
+        "push-collector-no-wrap",
+        seq(P("spec.metricsCollectorSpec.collector.kind", "Push"), set_arg("--model", "/models/my model")),
         None,
     ),
     (

@@ -21,7 +21,13 @@ string (``1; rm -rf ~`` is one argv element, never a shell command).
 ``TrialCommand`` is what a local runner needs from a rendered trial: the primary container's
 ``command + args`` with Kubernetes ``$(VAR)`` references expanded from the container's ``env``
 (including downward-API ``fieldRef`` values such as ``metadata.labels['kftune.io/parent-trial']``),
-its environment, working directory and image.
+its environment, working directory and image. ``Experiment.trial_argv`` does both steps.
+
+On a cluster, with the StdOut, File or TensorFlowEvent collector, Katib's pod webhook runs the
+primary container as ``sh -c "<command and args joined by spaces> 1>/var/log/katib/metrics.log
+2>&1 && ..."`` (``wrapWorkerContainer``): arguments are not quoted, stderr joins stdout, and an
+empty argument disappears. The validator (``extra.shell-wrap``) rejects templates whose arguments
+would not survive that, so that the argv list built here is what the trainer sees on the cluster too.
 """
 
 from __future__ import annotations
@@ -409,6 +415,16 @@ class Experiment:
             image=_str(container.get("image")),
             container=container,
         )
+
+    def trial_argv(
+        self,
+        assignments: Mapping[str, Any],
+        trial_name: str,
+        labels: Mapping[str, str] | None = None,
+        namespace: str | None = None,
+    ) -> list[str]:
+        """The primary container's ``command + args`` for one suggestion (see ``trial_command``)."""
+        return self.trial_command(self.render_trial(assignments, trial_name, namespace), labels=labels).argv
 
     def _where(self, *ypath: str | int) -> str:
         loc = str(self.path) if self.path else f"experiment {self.name or '?'}"

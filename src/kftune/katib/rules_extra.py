@@ -1072,3 +1072,77 @@ def check_pbt(c: Check) -> None:
                 "max by step, and it has no step: the suggestion fails",
                 'add a step, e.g. step: "0.01"',
             )
+
+
+# pkg/webhook/v1beta1/pod/const.go NeedWrapWorkerMetricsCollectorList
+WRAPPED_COLLECTORS = ("StdOut", "TensorFlowEvent", "File")
+_SHELL_SPECIAL = re.compile(r"[\s;&|<>()$`\"'\\*?\[\]{}#~!]")
+_K8S_REF = re.compile(r"\$\([^)]*\)")
+
+
+def _shell_unsafe(text: str) -> bool:
+    """Would sh split or interpret this word (placeholders and $(VAR) references aside)?"""
+    return bool(_SHELL_SPECIAL.search(PARAM_PLACEHOLDER.sub("x", _K8S_REF.sub("x", text))))
+
+
+@rule(
+    "extra.shell-wrap",
+    "kftune (inject_webhook.go wrapWorkerContainer: for StdOut/File/TensorFlowEvent collectors the primary "
+    "container runs as sh -c with command and args joined by spaces, unquoted)",
+    "every argument of the primary container survives that: no empty argument, no argument that is only a "
+    "$(VAR) that can be empty, no spaces or shell characters (in literals or in categorical values fed to args)",
+)
+def check_shell_wrap(c: Check) -> None:
+    if c.exp.metrics_collector.kind not in WRAPPED_COLLECTORS:
+        return
+    primary = primary_container(c)
+    if primary is None or primary.argv[:2] in (["sh", "-c"], ["bash", "-c"]):
+        return
+    why = "Katib runs this container as `sh -c` with its arguments joined by spaces"
+    env = {e.get("name"): e for e in primary.container.get("env") or [] if isinstance(e, dict)}
+    categorical = {
+        tp.get("name"): p
+        for _, tp in _trial_parameters(c)
+        for _, p in _params(c)
+        if p.get("name") == tp.get("reference") and p.get("parameterType") in ("categorical", "discrete")
+    }
+    for text, ypath in zip(primary.argv, primary.argv_paths, strict=True):
+        if text == "":
+            c.error(
+                ypath, f"an empty argument disappears: {why}", "remove it, or join it to its flag: --flag="
+            )
+            continue
+        refs = _K8S_REF.findall(text)
+        if (
+            refs
+            and _K8S_REF.sub("", text) == ""
+            and any(
+                "valueFrom" in env.get(r[2:-1], {}) or env.get(r[2:-1], {}).get("value") == "" for r in refs
+            )
+        ):
+            c.error(
+                ypath,
+                f"{text} may be empty, and then the argument disappears and the next one is read as "
+                f"its value: {why}",
+                f"join it to its flag: --flag={text}",
+            )
+            continue
+        if _shell_unsafe(text):
+            c.error(
+                ypath,
+                f"argument {text!r} would be split or interpreted by the shell: {why}",
+                "avoid spaces and shell characters in arguments (pass such values in env or a config file)",
+            )
+        for m in PARAM_PLACEHOLDER.finditer(text):
+            param = categorical.get(m.group(1))
+            if param is None:
+                continue
+            index = next(i for i, p in _params(c) if p is param)
+            for j, value in enumerate(_fs(param).get("list") or []):
+                if _shell_unsafe(str(value)) or str(value) == "":
+                    c.error(
+                        ("spec", "parameters", index, "feasibleSpace", "list", j),
+                        f"value {value!r} reaches the command line of {m.group(0)} and would be split or "
+                        f"interpreted by the shell: {why}",
+                        "use values without spaces or shell characters",
+                    )

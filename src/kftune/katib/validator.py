@@ -148,6 +148,12 @@ extra.pbt                     kftune (pbt/service.py samples min..max by    sugg
                               suggestion PVC, which composer.go /           parameters have a step
                               suggestion_controller.go create only for
                               resumePolicy FromVolume)
+extra.shell-wrap              kftune (inject_webhook.go                     every argument of the primary container
+                              wrapWorkerContainer: for                      survives that: no empty argument, no
+                              StdOut/File/TensorFlowEvent collectors the    argument that is only a $(VAR) that can be
+                              primary container runs as sh -c with command  empty, no spaces or shell characters (in
+                              and args joined by spaces, unquoted)          literals or in categorical values fed to
+                                                                            args)
 ============================  ============================================  ============================================
 
 Not checkable offline (cluster state): the namespace label
