@@ -209,7 +209,10 @@ class Report:
         return 1 if self.errors else 0
 
     def summary(self) -> dict[str, Any]:
+        from kftune.katib.k8s_schema import available
+
         return {
+            "kubernetes_schema_checks": available(),
             "files": len(self.files),
             "documents": len(self.documents),
             "experiments": sum(1 for d in self.documents if d.kind == "Experiment"),
@@ -366,5 +369,10 @@ def format_text(report: Report) -> str:
     lines.append(
         f"{s['files']} file(s), {s['documents']} document(s), {s['experiments']} Experiment(s), "
         f"{s['skipped']} skipped: {s['errors']} error(s), {s['warnings']} warning(s)"
+        + (
+            ""
+            if s["kubernetes_schema_checks"]
+            else " (Job/pod templates not checked against the Kubernetes schema: install kubernetes-validate)"
+        )
     )
     return "\n".join(lines)
