@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-helm = pytest.importorskip("helm_python", reason="helm-python-sdk is a dev dependency (pip install helm-python-sdk)")
+helm = pytest.importorskip(
+    "helm_python", reason="helm-python-sdk is a dev dependency (pip install helm-python-sdk)"
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = ROOT / "charts" / "kftune"
@@ -52,7 +54,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "minio": {"enabled": False},
         "artifacts": {"externalEndpoint": "http://minio.storage:9000"},
         "networkPolicy": {"allowNamespaces": ["kubeflow"]},
-        "rbac": {"extraSubjects": [{"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}]},
+        "rbac": {
+            "extraSubjects": [{"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}]
+        },
         "image": {"tag": "3f9c2ab"},
         "imagePullSecrets": [{"name": "ghcr"}],
     },
@@ -85,7 +89,9 @@ def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list
 
 def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     found = find(docs, kind, name)
-    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}: {[d['metadata']['name'] for d in docs if d['kind'] == kind]}"
+    assert len(found) == 1, (
+        f"expected one {kind}/{name}, found {len(found)}: {[d['metadata']['name'] for d in docs if d['kind'] == kind]}"
+    )
     return found[0]
 
 

@@ -19,7 +19,9 @@ ALLOWED_VERBS = {
     ("kubeflow.org", "trials"): {"get", "list", "watch"},
     ("", "configmaps"): {"get", "update"},  # the katib-config hook, by resourceNames only
 }
-SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|_URI$|_URL$|DSN)", re.I)
+SECRETISH = re.compile(
+    r"(PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|_URI$|_URL$|DSN)", re.I
+)
 CREDENTIALS_IN_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.I)
 
 
@@ -90,7 +92,9 @@ def test_katib_started_suggestion_containers_run_restricted(set_name, rendered_s
         check_container_security(where, {}, entry)
         check_resources(where, entry)
         check_image(where, entry["image"])
-        assert not any(p.get("containerPort") == 6789 for p in entry.get("ports") or []), "Katib adds 6789 itself"
+        assert not any(p.get("containerPort") == 6789 for p in entry.get("ports") or []), (
+            "Katib adds 6789 itself"
+        )
 
 
 @pytest.mark.parametrize("set_name", SETS)
@@ -145,10 +149,14 @@ def test_no_plaintext_secrets(set_name, rendered_sets):
             for e in c.get("env") or []:
                 if "valueFrom" in e:
                     ref = e["valueFrom"]
-                    assert set(ref) <= {"secretKeyRef", "configMapKeyRef", "fieldRef", "resourceFieldRef"}, where
+                    assert set(ref) <= {"secretKeyRef", "configMapKeyRef", "fieldRef", "resourceFieldRef"}, (
+                        where
+                    )
                     continue
                 value = str(e.get("value", ""))
-                assert not CREDENTIALS_IN_URL.search(value), f"{where}: env {e['name']} carries credentials in a URL"
+                assert not CREDENTIALS_IN_URL.search(value), (
+                    f"{where}: env {e['name']} carries credentials in a URL"
+                )
                 if SECRETISH.search(e["name"]) and e["name"] not in ("MLFLOW_S3_ENDPOINT_URL",):
                     pytest.fail(f"{where}: env {e['name']} looks secret but has a literal value")
             for arg in (c.get("command") or []) + (c.get("args") or []):
@@ -161,7 +169,7 @@ def test_no_plaintext_secrets(set_name, rendered_sets):
 
 def test_secret_references_point_at_the_configured_secrets(rendered_sets):
     refs = set()
-    for doc, spec in workloads(rendered_sets["default"]):
+    for _doc, spec in workloads(rendered_sets["default"]):
         for _, c in containers(spec):
             for e in c.get("env") or []:
                 ref = (e.get("valueFrom") or {}).get("secretKeyRef")
@@ -186,7 +194,9 @@ def test_rbac_is_namespaced_and_minimal(set_name, rendered_sets):
                 for resource in rule["resources"]:
                     assert "*" not in (group, resource) and "*" not in rule["verbs"]
                     allowed = ALLOWED_VERBS.get((group, resource))
-                    assert allowed is not None, f"Role {role['metadata']['name']}: {group}/{resource} not allowed"
+                    assert allowed is not None, (
+                        f"Role {role['metadata']['name']}: {group}/{resource} not allowed"
+                    )
                     assert set(rule["verbs"]) <= allowed, f"{group}/{resource}: {rule['verbs']}"
                     if resource == "configmaps":
                         assert rule.get("resourceNames") == ["katib-config"]
@@ -195,7 +205,9 @@ def test_rbac_is_namespaced_and_minimal(set_name, rendered_sets):
         assert binding["roleRef"]["kind"] == "Role" and binding["roleRef"]["name"] in roles
         assert binding["metadata"]["namespace"] == roles[binding["roleRef"]["name"]]["metadata"]["namespace"]
     if "kftune-pipeline" in roles:
-        rules = {(r["apiGroups"][0], r["resources"][0]): set(r["verbs"]) for r in roles["kftune-pipeline"]["rules"]}
+        rules = {
+            (r["apiGroups"][0], r["resources"][0]): set(r["verbs"]) for r in roles["kftune-pipeline"]["rules"]
+        }
         assert rules[("kubeflow.org", "experiments")] == {"create", "get", "list", "watch", "delete"}
         assert rules[("kubeflow.org", "trials")] == {"get", "list", "watch"}
 
@@ -209,9 +221,13 @@ def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
 def test_network_policies_guard_mlflow_postgres_minio(set_name, rendered_sets):
     docs = rendered_sets[set_name]
     policies = find(docs, "NetworkPolicy")
-    for doc, spec in workloads(docs):
+    for doc, _spec in workloads(docs):
         component = doc["metadata"]["labels"].get("app.kubernetes.io/component")
-        if doc["kind"] not in ("Deployment", "StatefulSet") or component not in ("mlflow", "postgresql", "minio"):
+        if doc["kind"] not in ("Deployment", "StatefulSet") or component not in (
+            "mlflow",
+            "postgresql",
+            "minio",
+        ):
             continue
         labels = doc["spec"]["template"]["metadata"]["labels"]
         guarding = [p for p in policies if selects(p, labels)]

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from kftune_chart import (
     CHART_DIR,
     KUBE_VERSION,
@@ -33,7 +32,11 @@ def env_of(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("set_name", list(VALUE_SETS))
 def test_lint_strict_is_clean(set_name):
     report = helm.lint(
-        str(CHART_DIR), VALUE_SETS[set_name], strict=True, kube_version=f"v{KUBE_VERSION}", namespace=NAMESPACE
+        str(CHART_DIR),
+        VALUE_SETS[set_name],
+        strict=True,
+        kube_version=f"v{KUBE_VERSION}",
+        namespace=NAMESPACE,
     )
     findings = [m for m in report["messages"] if m["severity"] >= 1] + report["errors"]
     assert not findings, findings
@@ -181,7 +184,9 @@ def test_hook_on_registers_and_restores_through_helm_hooks():
     for job, action in ((reg, "register"), (unreg, "unregister")):
         cmd = container(job, action)["command"]
         assert cmd[:3] == ["python", "/scripts/katib_config_patch.py", action]
-        assert "--namespace=kubeflow" in cmd and "--name=katib-config" in cmd and "--owner=kftune/kftune" in cmd
+        assert (
+            "--namespace=kubeflow" in cmd and "--name=katib-config" in cmd and "--owner=kftune/kftune" in cmd
+        )
         assert job["spec"]["template"]["spec"]["serviceAccountName"] == "kftune-katib-register"
     entries = katib_entries(docs)
     assert [e["algorithmName"] for e in entries] == ["asha", "bohb"]
@@ -190,7 +195,12 @@ def test_hook_on_registers_and_restores_through_helm_hooks():
     role = one(docs, "Role", "kftune-katib-register")
     assert role["metadata"]["namespace"] == "kubeflow"
     assert role["rules"] == [
-        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["katib-config"], "verbs": ["get", "update"]}
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["katib-config"],
+            "verbs": ["get", "update"],
+        }
     ]
 
 

@@ -81,7 +81,10 @@ def entry(name: str, tag: str = "0.1.0") -> dict[str, Any]:
         "algorithmName": name,
         "image": f"ghcr.io/kftune/suggestion:{tag}",
         "args": ["katib", "serve", "--port", "6789"],
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
+        },
     }
 
 
@@ -98,7 +101,9 @@ def names(text: str) -> list[str]:
 
 def without(cfg_text: str, *drop: str) -> dict[str, Any]:
     cfg = yaml.safe_load(cfg_text)
-    cfg["runtime"]["suggestions"] = [s for s in cfg["runtime"]["suggestions"] if s["algorithmName"] not in drop]
+    cfg["runtime"]["suggestions"] = [
+        s for s in cfg["runtime"]["suggestions"] if s["algorithmName"] not in drop
+    ]
     return cfg
 
 
@@ -156,7 +161,9 @@ def test_upgrade_changes_the_image_and_drops_an_algorithm_no_longer_listed():
     v1, state = kcp.register_text(KATIB_CONFIG, ENTRIES, None, OWNER)
     v2, state = kcp.register_text(v1, [entry("asha", "3f9c2ab")], state, OWNER)
     assert "bohb" not in names(v2)
-    assert [s["image"] for s in suggestions(v2) if s["algorithmName"] == "asha"] == ["ghcr.io/kftune/suggestion:3f9c2ab"]
+    assert [s["image"] for s in suggestions(v2) if s["algorithmName"] == "asha"] == [
+        "ghcr.io/kftune/suggestion:3f9c2ab"
+    ]
     assert kcp.unregister_text(v2, state) == KATIB_CONFIG
 
 
@@ -202,7 +209,9 @@ def test_bad_entries_are_refused(entries, message):
         kcp.register_text(KATIB_CONFIG, entries, None, OWNER)
 
 
-@pytest.mark.parametrize("text,message", [("runtime: [1, 2]\n", "runtime must be a mapping"), ("a: [\n", "not valid YAML")])
+@pytest.mark.parametrize(
+    "text,message", [("runtime: [1, 2]\n", "runtime must be a mapping"), ("a: [\n", "not valid YAML")]
+)
 def test_broken_katib_config_is_a_clear_error(text, message):
     with pytest.raises(kcp.PatchError, match=message):
         kcp.register_text(text, ENTRIES, None, OWNER)
@@ -269,7 +278,9 @@ class FakeApiServer:
             def do_GET(self):
                 outer.auth.append(self.headers.get("Authorization"))
                 if outer.cm is None or self.path != "/api/v1/namespaces/kubeflow/configmaps/katib-config":
-                    return self._send(404, {"kind": "Status", "message": "configmaps \"katib-config\" not found"})
+                    return self._send(
+                        404, {"kind": "Status", "message": 'configmaps "katib-config" not found'}
+                    )
                 self._send(200, outer.cm)
 
             def do_PUT(self):
@@ -277,7 +288,9 @@ class FakeApiServer:
                 if outer.conflicts:
                     outer.conflicts -= 1
                     # someone else wrote in between: bump the version
-                    outer.cm["metadata"]["resourceVersion"] = str(int(outer.cm["metadata"]["resourceVersion"]) + 1)
+                    outer.cm["metadata"]["resourceVersion"] = str(
+                        int(outer.cm["metadata"]["resourceVersion"]) + 1
+                    )
                 if body["metadata"]["resourceVersion"] != outer.cm["metadata"]["resourceVersion"]:
                     return self._send(409, {"kind": "Status", "message": "the object has been modified"})
                 body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
@@ -339,7 +352,10 @@ def test_cli_without_katib(entries_file, capsys):
     with FakeApiServer(None) as api:
         assert kcp.main(cli("register", api.url, entries_file)) == 1
         err = capsys.readouterr().err
-        assert "katib_config_patch register: error: ConfigMap kubeflow/katib-config not found: install Katib first" in err
+        assert (
+            "katib_config_patch register: error: ConfigMap kubeflow/katib-config not found: install Katib first"
+            in err
+        )
         assert err.count("\n") == 1
         # Uninstall must not be blocked by a Katib that is already gone.
         assert kcp.main(cli("unregister", api.url, entries_file)) == 0

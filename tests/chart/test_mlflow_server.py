@@ -52,7 +52,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, headers: dict | None = None) -> None:
+def wait_http(
+    url: str, timeout: float, proc: subprocess.Popen | None = None, headers: dict | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
@@ -102,14 +104,20 @@ class Postgres:
         import psycopg2
 
         return psycopg2.connect(
-            host="127.0.0.1", port=self.port, user=self.user, password=self.password, dbname=database or self.database
+            host="127.0.0.1",
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=database or self.database,
         )
 
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, Any]:
     docs = render_docs()
-    pg_env = {e["name"]: e for e in container(one(docs, "StatefulSet", "kftune-postgresql"), "postgresql")["env"]}
+    pg_env = {
+        e["name"]: e for e in container(one(docs, "StatefulSet", "kftune-postgresql"), "postgresql")["env"]
+    }
     mlflow = one(docs, "Deployment", "kftune-mlflow")
     return {
         "mlflow": container(mlflow, "mlflow"),
@@ -212,7 +220,9 @@ class Local:
         ]
 
 
-def localize(c: dict[str, Any], swaps: list[tuple[str, str, str]]) -> tuple[list[str], dict[str, str], set[str]]:
+def localize(
+    c: dict[str, Any], swaps: list[tuple[str, str, str]]
+) -> tuple[list[str], dict[str, str], set[str]]:
     """argv and env of a rendered container with the swaps applied; returns the swaps that matched."""
     argv = list(c.get("command") or []) + list(c.get("args") or [])
     env: dict[str, str] = {}
@@ -280,7 +290,9 @@ def mlflow_server(rendered, postgres, s3_endpoint, tmp_path_factory) -> Iterator
 
 
 def api_status(uri: str, host: str) -> int:
-    req = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", headers={"Host": host})
+    req = urllib.request.Request(
+        f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", headers={"Host": host}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status
@@ -291,7 +303,11 @@ def api_status(uri: str, host: str) -> int:
 def test_service_dns_names_are_allowed_hosts_and_others_are_not(mlflow_server):
     # Clients in the cluster send the Service's names as Host; MLflow 3 answers 403 to names it
     # was not told about (DNS-rebinding protection). --allowed-hosts from the chart must cover them.
-    for host in ("kftune-mlflow:5000", "kftune-mlflow.kftune:5000", "kftune-mlflow.kftune.svc.cluster.local:5000"):
+    for host in (
+        "kftune-mlflow:5000",
+        "kftune-mlflow.kftune:5000",
+        "kftune-mlflow.kftune.svc.cluster.local:5000",
+    ):
         assert api_status(mlflow_server, host) == 200, host
     assert api_status(mlflow_server, "mlflow.attacker.example:5000") == 403
 
@@ -340,7 +356,9 @@ def test_run_with_model_lands_in_postgres_and_the_bucket(mlflow_server, postgres
     with postgres.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT status FROM runs WHERE run_uuid = %s", (run.info.run_id,))
         assert cur.fetchone() == ("FINISHED",)
-        cur.execute("SELECT value FROM latest_metrics WHERE run_uuid = %s AND key = 'eval_f1'", (run.info.run_id,))
+        cur.execute(
+            "SELECT value FROM latest_metrics WHERE run_uuid = %s AND key = 'eval_f1'", (run.info.run_id,)
+        )
         assert cur.fetchone()[0] == pytest.approx(0.873)
         cur.execute("SELECT name FROM registered_models")
         assert ("kftune-chart-test",) in cur.fetchall()

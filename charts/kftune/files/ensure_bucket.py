@@ -35,7 +35,9 @@ def ensure_bucket(bucket: str, wait_seconds: float) -> str:
             if code in ("404", "NoSuchBucket", "NotFound"):
                 break
             if code in ("403", "AccessDenied"):
-                raise RuntimeError(f"access denied to bucket {bucket!r}: check the S3 credentials Secret") from exc
+                raise RuntimeError(
+                    f"access denied to bucket {bucket!r}: check the S3 credentials Secret"
+                ) from exc
             last = f"{code}: {exc}"
         except (EndpointConnectionError, BotoCoreError) as exc:
             last = str(exc)

@@ -22,6 +22,7 @@ The pure functions (``register_text``/``unregister_text``, ``register_configmap`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -145,10 +146,7 @@ def register_text(
         )
     cfg = _load_config(text)
     before = copy.deepcopy(cfg)
-    if state is None:
-        state = RegistrationState(owner=owner, original=text)
-    else:
-        state = copy.deepcopy(state)
+    state = RegistrationState(owner=owner, original=text) if state is None else copy.deepcopy(state)
     suggestions = _suggestions(cfg)
     wanted = [e["algorithmName"] for e in entries]
 
@@ -232,7 +230,9 @@ def _state_of(cm: dict[str, Any]) -> RegistrationState | None:
         raise PatchError(f"annotation {STATE_ANNOTATION} is not valid kftune state: {exc}") from exc
 
 
-def register_configmap(cm: dict[str, Any], entries: list[dict[str, Any]], owner: str) -> dict[str, Any] | None:
+def register_configmap(
+    cm: dict[str, Any], entries: list[dict[str, Any]], owner: str
+) -> dict[str, Any] | None:
     """The updated ConfigMap, or None when it already holds exactly these entries."""
     state = _state_of(cm)
     text = _config_text(cm)
@@ -283,7 +283,9 @@ class Api:
         if not server:
             host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
             if not host:
-                raise PatchError("not running in a cluster (KUBERNETES_SERVICE_HOST unset) and no --api-server given")
+                raise PatchError(
+                    "not running in a cluster (KUBERNETES_SERVICE_HOST unset) and no --api-server given"
+                )
             server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
         token = None
         if args.token_file and os.path.exists(args.token_file):
@@ -291,7 +293,9 @@ class Api:
                 token = fh.read().strip()
         context = None
         if server.startswith("https://"):
-            context = ssl.create_default_context(cafile=args.ca_file if os.path.exists(args.ca_file) else None)
+            context = ssl.create_default_context(
+                cafile=args.ca_file if os.path.exists(args.ca_file) else None
+            )
         return cls(server.rstrip("/"), token, context)
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -307,10 +311,8 @@ class Api:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")
-            try:
+            with contextlib.suppress(ValueError):
                 detail = json.loads(detail).get("message", detail)
-            except ValueError:
-                pass
             raise ApiError(exc.code, detail) from exc
 
 
@@ -318,7 +320,9 @@ def _configmap_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{namespace}/configmaps/{name}"
 
 
-def apply(api: Api, action: str, namespace: str, name: str, owner: str, entries: Any, attempts: int = 5) -> str:
+def apply(
+    api: Api, action: str, namespace: str, name: str, owner: str, entries: Any, attempts: int = 5
+) -> str:
     """GET, patch, PUT (optimistic concurrency on resourceVersion); returns what happened."""
     path = _configmap_path(namespace, name)
     for attempt in range(1, attempts + 1):
