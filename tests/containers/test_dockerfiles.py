@@ -23,6 +23,8 @@ CONTAINERS = ROOT / "containers"
 DOCKERFILES = sorted(CONTAINERS.glob("*/Dockerfile"))
 IMAGES = ["mlflow", "pipeline", "suggestion", "trainer"]
 HADOLINT = Path(sys.executable).parent / "hadolint"
+if not HADOLINT.exists() and shutil.which("hadolint"):
+    HADOLINT = Path(shutil.which("hadolint"))
 
 
 @dataclass
