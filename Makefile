@@ -47,5 +47,25 @@ lint: setup
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# Build the four images, tagged by git SHA (-dirty when the tree has changes), where a Docker
+# engine answers; elsewhere say so and fail, so nobody mistakes "nothing built" for success.
+# IMAGE_REGISTRY / IMAGE_TAG override the defaults (ghcr.io/kftune, the short SHA).
+images:
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "make images: no Docker engine here (\`docker info\` failed): nothing was built. Run \`make images\` where \`docker info\` works, e.g. a CI runner with Docker." >&2; \
+	  exit 1; \
+	fi; \
+	set -e; \
+	reg="$(or $(IMAGE_REGISTRY),ghcr.io/kftune)"; \
+	tag="$(IMAGE_TAG)"; \
+	if [ -z "$$tag" ]; then tag=$$(git rev-parse --short HEAD); \
+	  if [ -n "$$(git status --porcelain)" ]; then tag="$$tag-dirty"; fi; fi; \
+	echo "make images: building $$reg/{trainer,pipeline,suggestion,mlflow}:$$tag"; \
+	docker build -f containers/trainer/Dockerfile -t "$$reg/trainer:$$tag" .; \
+	docker build -f containers/pipeline/Dockerfile --build-arg TRAINER_IMAGE="$$reg/trainer:$$tag" -t "$$reg/pipeline:$$tag" .; \
+	docker build -f containers/suggestion/Dockerfile -t "$$reg/suggestion:$$tag" .; \
+	docker build -f containers/mlflow/Dockerfile -t "$$reg/mlflow:$$tag" .; \
+	echo "make images: built $$reg/{trainer,pipeline,suggestion,mlflow}:$$tag (helm: --set image.tag=$$tag)"
+
 clean:
 	rm -rf demo-out runs .kftune pipelines/compiled .pytest_cache .ruff_cache
