@@ -7,6 +7,7 @@ The ``server`` tests start one real ``mlflow server`` (SQLite backend in a temp 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -313,13 +314,17 @@ def test_live_run_on_a_server(mlflow_server, tmp_path, monkeypatch, capfd):
     assert tracker.online and tracker.run_id
     for epoch in (1, 2):
         tracker.log_metrics({"eval_f1": 0.5 + epoch / 10, "eval_loss": 1.0 / epoch}, step=epoch)
+    tracker.log_metrics({"eval_loss": float("nan")}, step=3)  # a diverged epoch is still logged
     (out / "metrics.json").write_text(json.dumps({"status": "completed"}))
     tracker.log_artifact(out / "metrics.json")
+    tracker.log_artifact(out / "missing.txt")  # the caller's mistake: skipped, tracking stays on
+    assert tracker.online
     tracker.log_model(model_dir, task="ner")
     tracker.end("FINISHED")
     captured = capfd.readouterr()
     assert captured.out == ""  # nothing on stdout: the metric-line contract
-    assert "kftune: warning" not in captured.err
+    warnings = [line for line in captured.err.splitlines() if line.startswith("kftune: warning")]
+    assert len(warnings) == 1 and "missing.txt" in warnings[0] and "skipped" in warnings[0]
 
     client = MlflowClient(mlflow_server)
     run = client.get_run(tracker.run_id)
@@ -335,9 +340,11 @@ def test_live_run_on_a_server(mlflow_server, tmp_path, monkeypatch, capfd):
     assert run.data.tags["kftune.model_uri"] == f"runs:/{tracker.run_id}/model"
     history = client.get_metric_history(tracker.run_id, "eval_f1")
     assert [(m.step, round(m.value, 4)) for m in history] == [(1, 0.6), (2, 0.7)]
+    losses = client.get_metric_history(tracker.run_id, "eval_loss")
+    assert [m.step for m in losses] == [1, 2, 3] and math.isnan(losses[-1].value)
     assert {a.path for a in client.list_artifacts(tracker.run_id)} == {"metrics.json", "model"}
     state = Spool(find_spools(out)[0].path).target(mlflow_server)
-    assert state["run_id"] == tracker.run_id and state["seq"] == 5  # all six events delivered
+    assert state["run_id"] == tracker.run_id and state["seq"] == 7  # all eight events delivered
 
     # the model loads, predicts, and can be registered then loaded by version
     mlflow.set_tracking_uri(mlflow_server)
@@ -423,3 +430,18 @@ def test_sync_to_an_unreachable_server_is_one_line(tmp_path, kftune_cli, monkeyp
     proc = kftune_cli("track", "sync", str(tmp_path), "--tracking-uri", f"http://127.0.0.1:{_free_port()}")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "cannot reach the MLflow tracking store" in proc.stderr
+
+
+def test_sync_ends_unfinished_runs_when_asked(tmp_path, monkeypatch):
+    """A trial killed before ``end``: sync uploads it RUNNING, or KILLED with --unfinished KILLED."""
+    monkeypatch.setenv("KFTUNE_TRACKING", "off")
+    for name in ("left", "killed"):
+        tracker = Tracker.start(tmp_path / name, experiment="crash", run_name=name)
+        tracker.log_metrics({"eval_f1": 0.1}, step=1)  # ... and the process dies here: no end()
+    monkeypatch.delenv("KFTUNE_TRACKING")
+    store = tracking.Store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    left = tracking.sync_spool(find_spools(tmp_path / "left")[0], store)
+    killed = tracking.sync_spool(find_spools(tmp_path / "killed")[0], store, unfinished="KILLED")
+    assert store.client.get_run(left.run_id).info.status == "RUNNING"
+    assert store.client.get_run(killed.run_id).info.status == "KILLED"
+    assert tracking.sync_spool(find_spools(tmp_path / "killed")[0], store).action == "up to date"

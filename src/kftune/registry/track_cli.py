@@ -16,9 +16,14 @@ from pathlib import Path
 from kftune.errors import UserError
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, through the CLI's UserError handling
+        raise UserError(f"{message} (see `kftune track --help`)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kftune track", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="action", required=True)
+    parser = _Parser(prog="kftune track", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="action", required=True, parser_class=_Parser)
     sync = sub.add_parser("sync", help="upload locally kept tracking events to the MLflow tracking URI")
     sync.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="trial output dir or a parent dir")
     sync.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db")

@@ -9,28 +9,42 @@
     tracker.log_model(output_dir / "best", task="ner")
     tracker.end("FINISHED")          # or "FAILED" / "KILLED"
 
-Behaviour (docs/contracts.md, "Tracking"):
+Behaviour:
 
-- **Where.** ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<cwd>/mlflow.db``. ``KFTUNE_TRACKING=off``
-  keeps everything in the local spool only (no MLflow import, no warning): for tests and laptops.
-- **The spool.** Every event (run start with tags and params, metrics with steps and timestamps,
-  artifacts and models by path, end status) is appended to ``OUTPUT_DIR/tracking/run-<time>-<uid>.jsonl``
-  *whether or not the server works*, so local reports and ``kftune track sync`` read one format.
-  ``run-...state.json`` beside it records, per tracking URI, the MLflow run id and the last event
-  delivered there.
-- **Never fatal.** The first failure to reach the tracking store (an exception from MLflow, after
-  short HTTP timeouts) prints one warning on stderr; from then on the run is local only. Nothing
-  raised by MLflow reaches the caller. ``kftune track sync DIR`` later replays what was not
-  delivered, into the same MLflow run when it exists; replays are idempotent (metrics carry their
-  original timestamps, which the store de-duplicates; the state file skips delivered events).
-- **SQLite.** Several trial processes may share one SQLite file: creating the schema and the
-  experiment happens under an exclusive file lock (``<db>.lock``), and every store call retries
-  with exponential backoff on "database is locked".
+- **Where.** ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<cwd>/mlflow.db`` (artifacts then go
+  to ``<cwd>/mlruns/``). ``KFTUNE_TRACKING=off`` keeps everything in the local spool only (no
+  MLflow import, no warning): for unit tests and quick local runs.
+- **The spool, always.** Every event (run start with tags and params, metrics with steps and
+  timestamps, artifacts and models by path, end status) is appended to
+  ``OUTPUT_DIR/tracking/run-<time>-<uid>.jsonl`` *whether or not the server works*, so local reports
+  and ``kftune track sync`` read one format and a run can be replayed to another server later.
+  ``run-...state.json`` beside it records, per tracking URI (credentials stripped), the MLflow run
+  id and the last event delivered there.
+- **Never fatal.** MLflow's HTTP client is given short limits unless the user set them
+  (``MLFLOW_HTTP_REQUEST_TIMEOUT=5``, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES=1``, backoff factor 1): a
+  closed port fails in well under a second, a server that accepts but never answers in ~10 s.
+  The first failure prints one warning on stderr and the run continues locally only (no further
+  attempts). An error that concerns one artifact or model while the store still answers (a missing
+  file, a model directory that does not load) is a warning and that event is skipped. Nothing
+  raised by MLflow reaches the caller, and nothing MLflow prints reaches stdout (the metric lines'
+  channel; ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT`` is forced on).
+- **Sync.** ``kftune track sync DIR`` replays what was not delivered, into the same MLflow run when
+  it still exists (else the run carrying the spool's ``kftune.spool`` tag, else a new run).
+  Replays are idempotent: the state file skips delivered events, metrics carry their original
+  timestamps (the store drops exact duplicates), params/tags are rewritten with the same values,
+  and a model is not logged twice.
+- **SQLite.** Several trial processes may share one SQLite file: creating/migrating the schema and
+  the experiment happens under an exclusive file lock (``<db>.lock``) -- without it, concurrent
+  first runs fail in alembic -- and every store call retries with exponential backoff on
+  "database is locked" (on top of MLflow's own 20 s SQLite busy timeout).
 - **Models.** ``log_model`` saves the HF model directory as an MLflow ``transformers`` model (a
-  pipeline for the task; offline, explicit pip requirements) under the run's ``model`` artifact
-  path, so ``runs:/<run_id>/model`` can be registered and loaded with ``mlflow.pyfunc.load_model``
-  or ``mlflow.transformers.load_model``. If that flavour fails (or ``KFTUNE_MLFLOW_MODEL_FLAVOR=pyfunc``)
-  the directory is saved as a ``pyfunc`` model whose loader is this module (``_load_pyfunc``).
+  pipeline for the task, built offline, explicit pip requirements, no inference) and uploads it as
+  the run's ``model`` artifacts: ``runs:/<run_id>/model`` is what to register
+  (``mlflow.register_model``) and load (``mlflow.pyfunc.load_model``, or
+  ``mlflow.transformers.load_model(..., return_type="components")`` for model + tokenizer). The
+  tags ``kftune.model_uri`` and ``kftune.model_flavor`` record it. If the transformers flavour fails
+  (or ``KFTUNE_MLFLOW_MODEL_FLAVOR=pyfunc``) the directory is saved as a ``pyfunc`` model whose
+  loader is this module (``_load_pyfunc``; needs kftune installed where it is loaded).
 
 Standard tags added to every run: ``kftune.git_sha`` (``git rev-parse HEAD`` of the working
 directory, else ``KFTUNE_GIT_SHA``, else ``unknown``), ``kftune.image`` (``KFTUNE_IMAGE``, else
@@ -390,6 +404,27 @@ class Store:
             self.call(self.client.log_batch, run_id, params=params[i : i + MAX_PARAMS_TAGS_PER_BATCH])
         return run_id
 
+    def reachable(self, run_id: str) -> bool:
+        try:
+            self.call(self.client.get_run, run_id)
+            return True
+        except Exception:
+            return False
+
+    def apply_or_skip(self, run_id: str, event: dict, base: Path) -> str:
+        """``apply``; an error that concerns only this event (a missing file, a model that does
+        not load) while the store still answers is returned as a message (the event is skipped);
+        any other error is raised (the store is down)."""
+        try:
+            self.apply(run_id, event, base)
+            return ""
+        except FileNotFoundError as exc:
+            return str(exc)
+        except Exception as exc:
+            if event["event"] in ("artifact", "model") and self.reachable(run_id):
+                return f"{event['event']} {event.get('path')} not logged ({type(exc).__name__}: {exc})"
+            raise
+
     def apply(self, run_id: str, event: dict, base: Path) -> None:
         """Deliver one non-start event to ``run_id``. Idempotent."""
         kind = event["event"]
@@ -560,7 +595,14 @@ class Tracker:
         params: dict | None = None,
     ) -> Tracker:
         uid = uuid.uuid4().hex
-        spool = Spool.create(Path(output_dir), uid)
+        try:
+            spool = Spool.create(Path(output_dir), uid)
+        except OSError as exc:  # an unwritable output dir is the trainer's error to report, not ours
+            spool = Spool.create(Path(tempfile.mkdtemp(prefix="kftune-tracking-")), uid)
+            print(
+                f"kftune: warning: cannot write {output_dir}/{SPOOL_DIR} ({exc}); spooling to {spool.path}",
+                file=sys.stderr,
+            )
         all_tags = {**standard_tags(), **clean_tags(tags or {}), "kftune.spool": uid}
         all_tags.setdefault("kftune.experiment", experiment)
         all_tags = clean_tags(all_tags)
@@ -647,7 +689,9 @@ class Tracker:
             return
         try:
             with contextlib.redirect_stdout(sys.stderr):  # library chatter must not reach stdout
-                self._store.apply(self.run_id, event, self.spool.output_dir)
+                problem = self._store.apply_or_skip(self.run_id, event, self.spool.output_dir)
+            if problem:
+                print(f"kftune: warning: {' '.join(problem.split())[:400]}; skipped", file=sys.stderr)
             self.spool.mark(self.tracking_uri, run_id=self.run_id, seq=event["seq"])
         except Exception as exc:
             self._go_offline(exc)
@@ -708,10 +752,11 @@ def sync_spool(spool: Spool, store: Store, *, unfinished: str | None = None) -> 
             if event["event"] == "model" and done <= 0 and store.has_model(run_id):
                 pass  # state was lost but the model is already there: do not log it twice
             else:
-                try:
-                    store.apply(run_id, event, spool.output_dir)
-                except FileNotFoundError as exc:
-                    print(f"kftune track sync: warning: {spool.path}: {exc}; skipped", file=sys.stderr)
+                with contextlib.redirect_stdout(sys.stderr):
+                    problem = store.apply_or_skip(run_id, event, spool.output_dir)
+                if problem:
+                    msg = " ".join(problem.split())[:400]
+                    print(f"kftune track sync: warning: {spool.path}: {msg}; skipped", file=sys.stderr)
             delivered += 1
             spool.mark(store.uri, run_id=run_id, seq=event["seq"])
         if action != "created" and not delivered:
