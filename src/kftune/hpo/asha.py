@@ -46,7 +46,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kftune.hpo.base import Algorithm, Problem, Settings, Suggestion, TrialRecord, call_seed, stable_seed
+from kftune.hpo.base import (
+    Algorithm,
+    Problem,
+    Settings,
+    Suggestion,
+    TrialRecord,
+    call_seed,
+    stable_seed,
+    unique,
+)
 from kftune.hpo.kde import Encoder, tpe_propose
 from kftune.hpo.ladder import (
     Ladder,
@@ -219,37 +228,34 @@ class _AshaState:
     # ----------------------------------------------------------------- samplers
     def _new_assignments(self, seed_for) -> dict[str, str]:
         cfg = self.cfg
-        space = self.ladder.problem.space.without(cfg.resource.name)
-        key = lambda a: self.ladder.problem.space.key(a, (cfg.resource.name,))  # noqa: E731
+        full = self.ladder.problem.space
+        space = full.without(cfg.resource.name)
         model = self._tpe_data(space) if cfg.sampler == "tpe" else None
-        a: dict[str, str] = {}
-        for attempt in range(32):
+
+        def make(attempt: int) -> dict[str, str]:
             rng = np.random.default_rng(seed_for(attempt))
             if cfg.sampler == "sobol":
-                index = len(self.configs) + attempt
-                point = sobol_points(len(space), cfg.seed, index, 1)[0]
-                a = {
+                point = sobol_points(len(space), cfg.seed, len(self.configs) + attempt, 1)[0]
+                return {
                     p.name: format_value(p, p.from_quantile(float(q)))
                     for p, q in zip(space, point, strict=True)
                 }
-            elif model is not None:
+            if model is not None:
                 encoder, x, losses = model
-                a = encoder.decode(
-                    tpe_propose(
-                        encoder,
-                        x,
-                        losses,
-                        rng,
-                        gamma=cfg.gamma,
-                        n_candidates=cfg.n_ei_candidates,
-                        prior_weight=cfg.prior_weight,
-                    )
+                vec = tpe_propose(
+                    encoder,
+                    x,
+                    losses,
+                    rng,
+                    gamma=cfg.gamma,
+                    n_candidates=cfg.n_ei_candidates,
+                    prior_weight=cfg.prior_weight,
                 )
-            else:
-                a = sample_assignment(space, rng)
-            if key(a) not in self.keys:
-                break
-        return a
+                return encoder.decode(vec)
+            return sample_assignment(space, rng)
+
+        rng = np.random.default_rng(seed_for(-1))
+        return unique(make, self.keys, full, rng, exclude=(cfg.resource.name,))
 
     def _tpe_data(self, space) -> tuple[Encoder, np.ndarray, np.ndarray] | None:
         """Encoded results of the highest rung with >= n_startup_trials finished results."""

@@ -11,6 +11,7 @@ same (see :func:`call_seed`).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -374,20 +375,50 @@ def relevant_trials(problem: Problem, trials: Sequence[TrialRecord]) -> list[Tri
     return [t for t in trials if not problem.space.check(t.assignments)]
 
 
-def dedupe_retry(
+def unused_assignment(
+    space: SearchSpace,
+    taken: set[tuple[str, ...]],
+    rng: Any,
+    exclude: Sequence[str] = (),
+    limit: int = 100_000,
+) -> dict[str, str] | None:
+    """A random assignment (without ``exclude``) whose key is not in ``taken``, drawn from the
+    enumerated space; None when the space is continuous, larger than ``limit`` or exhausted."""
+    params = [p for p in space if p.name not in exclude]
+    total = 1
+    for p in params:
+        m = p.grid_size()
+        if m is None:
+            return None
+        total *= m
+    if total > limit:
+        return None
+    free = [combo for combo in itertools.product(*(p.grid() for p in params)) if combo not in taken]
+    if not free:
+        return None
+    return dict(zip([p.name for p in params], free[int(rng.integers(len(free)))], strict=True))
+
+
+def unique(
     make: Callable[[int], dict[str, str]],
     taken: set[tuple[str, ...]],
-    key: Callable[[Mapping[str, str]], tuple[str, ...]],
+    space: SearchSpace,
+    rng: Any,
+    exclude: Sequence[str] = (),
     tries: int = 32,
 ) -> dict[str, str]:
-    """Call ``make(attempt)`` until it returns an assignment whose key is not in ``taken``
-    (the last attempt is returned if the space is exhausted); adds the key to ``taken``."""
-    out: dict[str, str] = {}
+    """Call ``make(attempt)`` until its assignment is new (its ``space.key(a, exclude)`` not in
+    ``taken``); after ``tries`` draws, pick an unused point of a finite space at random; if the
+    space is exhausted (or continuous and unlucky) keep the last draw. Records the key in ``taken``."""
+    a: dict[str, str] = {}
     for attempt in range(tries):
-        out = make(attempt)
-        k = key(out)
+        a = make(attempt)
+        k = space.key(a, exclude)
         if k not in taken:
             taken.add(k)
-            return out
-    taken.add(key(out))
-    return out
+            return a
+    fallback = unused_assignment(space, taken, rng, exclude)
+    if fallback is not None:
+        a = {**a, **fallback}
+    taken.add(space.key(a, exclude))
+    return a

@@ -58,7 +58,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kftune.hpo.base import Algorithm, Problem, Settings, Suggestion, TrialRecord, call_seed, stable_seed
+from kftune.hpo.base import (
+    Algorithm,
+    Problem,
+    Settings,
+    Suggestion,
+    TrialRecord,
+    call_seed,
+    stable_seed,
+    unique,
+)
 from kftune.hpo.hyperband import Bracket, next_in_bracket, runs_by_bracket
 from kftune.hpo.kde import BohbModel, Encoder
 from kftune.hpo.ladder import (
@@ -202,15 +211,16 @@ class Bohb(Algorithm):
             started = sorted(by_iter)
 
             def new_config(level: int, iteration: int, slot: int = slot) -> Suggestion:
-                a: dict[str, str] = {}
-                for attempt in range(32):
+
+                def make(attempt: int) -> dict[str, str]:
                     rng = np.random.default_rng(stable_seed(base_seed, slot, attempt))
                     vec = None
                     if fitted is not None and rng.random() >= cfg.random_fraction:
                         vec = fitted[1].propose(rng, cfg.num_samples, cfg.bandwidth_factor)
-                    a = encoder.decode(vec) if vec is not None else sample_assignment(space, rng)
-                    if problem.space.key(a, (cfg.resource.name,)) not in keys:
-                        break
+                    return encoder.decode(vec) if vec is not None else sample_assignment(space, rng)
+
+                rng = np.random.default_rng(stable_seed(base_seed, slot, "unused"))
+                a = unique(make, keys, problem.space, rng, exclude=(cfg.resource.name,))
                 return new_config_suggestion(
                     a, cfg.resource, cfg.budgets[level], level, ladder.next_config_id(configs), iteration
                 )

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kftune.hpo.base import Algorithm, Problem, Settings, Suggestion, TrialRecord, stable_seed
+from kftune.hpo.base import Algorithm, Problem, Settings, Suggestion, TrialRecord, stable_seed, unique
 from kftune.hpo.space import Parameter, format_value
 
 LABEL_GENERATION = "kftune.io/cma-generation"
@@ -198,15 +198,15 @@ class CmaEs(Algorithm):
         out = []
         start = counts.get(generation, 0)
         for i in range(max(n, 0)):
-            a: dict[str, str] = {}
-            for attempt in range(16):
+
+            def make(attempt: int, i: int = i) -> dict[str, str]:
                 rng = np.random.default_rng(stable_seed(seed, "member", generation, start + i, attempt))
                 x = state.draw(rng)
                 a = {p.name: format_value(p, p.decode(float(u))) for p, u in zip(numeric, x, strict=True)}
                 a.update({p.name: format_value(p, p.sample(rng)) for p in others})
-                a = {name: a[name] for name in problem.space.names}
-                if problem.space.key(a) not in taken:
-                    break
-            taken.add(problem.space.key(a))
+                return {name: a[name] for name in problem.space.names}
+
+            rng = np.random.default_rng(stable_seed(seed, "unused", generation, start + i))
+            a = unique(make, taken, problem.space, rng, tries=16)
             out.append(Suggestion(a, {LABEL_GENERATION: str(generation)}))
         return out

@@ -41,7 +41,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kftune.hpo.base import Algorithm, Problem, Settings, Suggestion, TrialRecord, call_seed, stable_seed
+from kftune.hpo.base import (
+    Algorithm,
+    Problem,
+    Settings,
+    Suggestion,
+    TrialRecord,
+    call_seed,
+    stable_seed,
+    unique,
+)
 from kftune.hpo.ladder import (
     Ladder,
     Run,
@@ -147,6 +156,7 @@ class Hyperband(Algorithm):
         r_l = s.number("r_l", None, lo=0, lo_open=True, must="a positive number")
         eta = s.integer("eta", 3, lo=2, must="an integer > 1")
         resource = read_resource(problem, s, need_range=False)
+        s.integer("random_state", 0, lo=0)
         s.reject_unknown(also_allowed=KATIB_STATE_SETTINGS)
         if resource is None or r_l is None or s.errors:
             return None, s.errors
@@ -204,13 +214,15 @@ class Hyperband(Algorithm):
             for br in cfg.brackets:
 
                 def new_config(level: int, br: Bracket = br, slot: int = slot) -> Suggestion:
-                    a: dict[str, str] = {}
-                    for attempt in range(32):
-                        a = sample_assignment(
+                    a = unique(
+                        lambda attempt: sample_assignment(
                             space, np.random.default_rng(stable_seed(base_seed, slot, attempt))
-                        )
-                        if problem.space.key(a, (cfg.resource.name,)) not in keys:
-                            break
+                        ),
+                        keys,
+                        problem.space,
+                        np.random.default_rng(stable_seed(base_seed, slot, "unused")),
+                        exclude=(cfg.resource.name,),
+                    )
                     return new_config_suggestion(
                         a, cfg.resource, cfg.budgets[level], level, ladder.next_config_id(configs), br.index
                     )

@@ -30,7 +30,17 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from kftune.hpo.base import Algorithm, Problem, Settings, Suggestion, TrialRecord, call_seed
+import numpy as np
+
+from kftune.hpo.base import (
+    Algorithm,
+    Problem,
+    Settings,
+    Suggestion,
+    TrialRecord,
+    call_seed,
+    unused_assignment,
+)
 from kftune.hpo.space import Parameter, SearchSpace, format_value, parse_value
 
 
@@ -93,7 +103,7 @@ def ask_unique(
     problem: Problem, trials: Sequence[TrialRecord], sampler: Any, n: int, tries: int = 16
 ) -> list[Suggestion]:
     """Ask ``n`` times, discarding asks that repeat an existing or batch assignment."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState, create_trial
 
     if n <= 0:
         return []
@@ -103,14 +113,23 @@ def ask_unique(
         space = problem.space
         taken = {space.key(t.assignments) for t in trials}
         out: list[Suggestion] = []
+        rng = np.random.default_rng(call_seed(problem, trials, "unused"))
         for _ in range(n):
             a: dict[str, str] = {}
-            for attempt in range(tries):
+            for _attempt in range(tries):
                 trial = study.ask(dists)
                 a = {p.name: format_value(p, trial.params[p.name]) for p in space}
-                if space.key(a) not in taken or attempt == tries - 1:
+                if space.key(a) not in taken:
                     break
                 study.tell(trial, state=TrialState.FAIL)
+            else:  # the sampler keeps repeating itself: take an unused point of a finite space
+                unused = unused_assignment(space, taken, rng)
+                if unused is not None:
+                    a = unused
+                    params = {p.name: _optuna_value(p, a[p.name]) for p in space}
+                    study.add_trial(
+                        create_trial(state=TrialState.RUNNING, params=params, distributions=dists)
+                    )
             taken.add(space.key(a))
             out.append(Suggestion(a))
         return out

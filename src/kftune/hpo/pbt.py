@@ -38,7 +38,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from kftune.hpo.base import LABEL_PARENT, Algorithm, Problem, Settings, Suggestion, TrialRecord, stable_seed
+from kftune.hpo.base import (
+    LABEL_PARENT,
+    Algorithm,
+    Problem,
+    Settings,
+    Suggestion,
+    TrialRecord,
+    stable_seed,
+    unique,
+)
 from kftune.hpo.simple import sample_assignment
 from kftune.hpo.space import Parameter, format_value, parse_value
 
@@ -117,12 +126,15 @@ class Pbt(Algorithm):
         if len(live) >= n_pop:
             return None  # the generation is full and still running
         if top == 0:
-            a: dict[str, str] = {}
-            for attempt in range(32):
-                rng = np.random.default_rng(stable_seed(seed, "init", len(members), slot, attempt))
-                a = sample_assignment(problem.space, rng)
-                if problem.space.key(a) not in taken:
-                    break
+            a = unique(
+                lambda attempt: sample_assignment(
+                    problem.space,
+                    np.random.default_rng(stable_seed(seed, "init", len(members), slot, attempt)),
+                ),
+                set(taken),
+                problem.space,
+                np.random.default_rng(stable_seed(seed, "unused", len(members), slot)),
+            )
             return Suggestion(a, {LABEL_GENERATION: "0", LABEL_PARENT: ""})
         previous = [t for t in gens.get(top - 1, []) if t.value(objective) is not None]
         return self._child(problem, top, previous, members, n_pop, trunc, resample, seed)

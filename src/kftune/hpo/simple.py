@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from kftune.hpo.base import Algorithm, Problem, Settings, Suggestion, TrialRecord, call_seed, dedupe_retry
+from kftune.hpo.base import Algorithm, Problem, Settings, Suggestion, TrialRecord, call_seed, unique
 from kftune.hpo.space import SearchSpace, format_value
 
 
@@ -53,9 +53,7 @@ class RandomSearch(Algorithm):
         rng = np.random.default_rng(call_seed(problem, trials))
         taken = existing_keys(problem.space, trials)
         return [
-            Suggestion(
-                dedupe_retry(lambda _a: sample_assignment(problem.space, rng), taken, problem.space.key)
-            )
+            Suggestion(unique(lambda _a: sample_assignment(problem.space, rng), taken, problem.space, rng))
             for _ in range(max(n, 0))
         ]
 
@@ -112,9 +110,14 @@ class SobolSearch(Algorithm):
                     if len(out) == n:
                         break
             start += batch
-        if len(out) < n:  # the space is exhausted: continue the sequence, duplicates and all
+        if len(out) < n:  # a finite space nearly exhausted: unused points, then repeats
+            rng = np.random.default_rng(seed + len(trials))
             for point in sobol_points(len(space), seed, len(trials), n - len(out)):
-                out.append(Suggestion(sobol_assignment(space, point)))
+                out.append(
+                    Suggestion(
+                        unique(lambda _a, pt=point: sobol_assignment(space, pt), taken, space, rng, tries=1)
+                    )
+                )
         return out
 
 
