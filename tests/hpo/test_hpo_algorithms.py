@@ -394,3 +394,32 @@ def test_optuna_tpe_learns_from_completed_trials():
     late = [abs(math.log10(float(t.assignments["lr"])) + 4) for t in trials[-12:]]
     early = [abs(math.log10(float(t.assignments["lr"])) + 4) for t in trials[:4]]
     assert np.mean(late) < np.mean(early)
+
+
+@pytest.mark.parametrize("algo", ["random", "sobol", "grid", "asha", "bohb", "hyperband", "pbt", "cmaes"])
+def test_the_order_of_the_trial_list_does_not_matter(algo):
+    """Katib lists trials in its own order; the stateless algorithms answer the same."""
+    prob = make(algo, seed="2")
+    trials = run_rounds(prob, rounds=5)
+    trials[-1].status, trials[-1].metrics = "Running", {}
+    shuffled = [trials[i] for i in np.random.default_rng(0).permutation(len(trials))]
+    algorithm = get_algorithm(algo)
+    assert [(s.assignments, s.labels) for s in algorithm.suggest(prob, trials, 3)] == [
+        (s.assignments, s.labels) for s in algorithm.suggest(prob, shuffled, 3)
+    ]
+
+
+def test_importing_every_algorithm_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib\n"
+        "from kftune.hpo.registry import _ALGORITHMS\n"
+        "for module, _ in _ALGORITHMS.values(): importlib.import_module(module)\n"
+        "import kftune.hpo.earlystop\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'optuna' not in sys.modules and 'sklearn' not in sys.modules, 'heavy imports are lazy'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

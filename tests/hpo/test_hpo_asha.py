@@ -155,6 +155,12 @@ def test_failed_trials_count_as_worst_and_are_never_promoted():
         s.labels[LABEL_CONFIG] for s in ASHA.suggest(asha(), trials, 4) if s.labels[LABEL_RUNG] == "1"
     ]
     assert promoted == ["4", "3"]
+    # an early-stopped trial did not train its budget: worst as well
+    trials = rung0([0.99, 0.5, 0.4], ["EarlyStopped", "Succeeded", "Succeeded"])
+    promoted = [
+        s.labels[LABEL_CONFIG] for s in ASHA.suggest(asha(), trials, 2) if s.labels[LABEL_RUNG] == "1"
+    ]
+    assert promoted == ["1"]
     # all failed: nothing is promoted, even though the quota is 1
     trials = rung0([None] * 3, ["Failed"] * 3)
     assert all(s.labels[LABEL_RUNG] == "0" for s in ASHA.suggest(asha(), trials, 3))

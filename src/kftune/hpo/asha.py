@@ -155,7 +155,7 @@ class Asha(Algorithm):
             if s is None:
                 break
             out.append(s)
-            state.add(pending_run(s, cfg.resource, slot))
+            state.add(pending_run(s, cfg.resource, slot, problem.space))
         return out
 
     def is_complete(self, problem: Problem, trials: Sequence[TrialRecord]) -> bool:
@@ -201,7 +201,7 @@ class _AshaState:
         self.ladder.add(run)
         self.present[run.rung].add(run.config)
         self.configs.add(run.config)
-        self.keys.add(self.ladder.problem.space.key(run.assignments, (self.cfg.resource.name,)))
+        self.keys.add(run.key)
 
     def find_promotion(self) -> tuple[Run, int] | None:
         """Li et al.'s get_job(), promotion part: top rung first."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kftune.errors import UserError
-from kftune.hpo.space import SearchSpace
+from kftune.hpo.space import SearchSpace, canonical
 
 #: Katib's trial conditions (``TrialStatus.TrialConditionType``).
 TRIAL_CONDITIONS = (
@@ -393,10 +393,12 @@ def unused_assignment(
         total *= m
     if total > limit:
         return None
-    free = [combo for combo in itertools.product(*(p.grid() for p in params)) if combo not in taken]
+    columns = [[(canonical(p, v), v) for v in p.grid()] for p in params]
+    free = [combo for combo in itertools.product(*columns) if tuple(c for c, _ in combo) not in taken]
     if not free:
         return None
-    return dict(zip([p.name for p in params], free[int(rng.integers(len(free)))], strict=True))
+    chosen = free[int(rng.integers(len(free)))]
+    return {p.name: text for p, (_, text) in zip(params, chosen, strict=True)}
 
 
 def unique(

@@ -239,7 +239,7 @@ class Bohb(Algorithm):
             if made is None:
                 break
             out.append(made)
-            ladder.add(pending_run(made, cfg.resource, slot))
+            ladder.add(pending_run(made, cfg.resource, slot, problem.space))
             configs.add(made.labels["kftune.io/config"])
             keys.add(problem.space.key(made.assignments, (cfg.resource.name,)))
         return out

@@ -8,10 +8,11 @@ with the parent's trial name (``kftune.io/parent-trial``) so that the trial temp
 ``--resume-from`` the parent's checkpoint. Trials without kftune labels (e.g. created by hand)
 are placed by their resource value and identified by their non-resource assignments.
 
-Results: a Succeeded (or EarlyStopped) trial with an objective value has loss ``value`` when
-minimising, ``-value`` when maximising; a finished trial without one (Failed, Killed,
-MetricsUnavailable, no metric) has loss +inf - it counts in its rung but is never promoted; a
-Created/Running trial is pending and not yet in its rung's results.
+Results: a Succeeded trial with an objective value has loss ``value`` when minimising,
+``-value`` when maximising; any other finished trial (Failed, Killed, MetricsUnavailable,
+EarlyStopped - it did not train its rung's budget - or no metric) has loss +inf: it counts in
+its rung but is never promoted; a Created/Running trial is pending and not yet in its rung's
+results.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kftune.hpo.base import (
     LABEL_BRACKET,
@@ -30,7 +32,7 @@ from kftune.hpo.base import (
     Suggestion,
     TrialRecord,
 )
-from kftune.hpo.space import Parameter, format_value, parse_value
+from kftune.hpo.space import Parameter, SearchSpace, format_value, parse_value
 
 INF = math.inf
 
@@ -45,6 +47,7 @@ class Run:
     assignments: dict[str, str]
     loss: float | None
     bracket: int | None = None
+    key: tuple[Any, ...] = ()  # the configuration's identity: space.key without the resource
 
     @property
     def pending(self) -> bool:
@@ -94,17 +97,6 @@ def check_budgets(resource: Parameter, budgets: Sequence[float], s: Settings) ->
             s.errors.append(f"budget {text} of rung {k} is not a feasible value of '{resource.name}': {exc}")
 
 
-def _fits(params: Sequence[Parameter], assignments: dict[str, str]) -> bool:
-    for p in params:
-        if p.name not in assignments:
-            return False
-        try:
-            parse_value(p, assignments[p.name])
-        except ValueError:
-            return False
-    return True
-
-
 def _label_int(labels: dict[str, str], key: str) -> int | None:
     v = labels.get(key)
     if v is None or v == "":
@@ -132,10 +124,11 @@ class Ladder:
         values = [budget_value(resource, b) for b in budgets]
         space = problem.space
         objective = problem.objective
-        others = [p for p in space if p.name != resource.name]
+        exclude = (resource.name,)
         for t in trials:
             a = t.assignments
-            if resource.name not in a or not _fits(others, a):
+            key = space.parse_key(a, exclude) if resource.name in a else None
+            if key is None:
                 continue
             rung = _label_int(t.labels, LABEL_RUNG)
             if rung is None or not 0 <= rung < len(budgets):
@@ -143,21 +136,20 @@ class Ladder:
                     rung = values.index(budget_value(resource, float(a[resource.name])))
                 except ValueError:
                     continue
-            config = t.labels.get(LABEL_CONFIG) or "k:" + "|".join(space.key(a, exclude=(resource.name,)))
+            config = t.labels.get(LABEL_CONFIG) or "k:" + "|".join(map(str, key))
             if t.pending:
                 loss = None
             else:
-                v = t.value(objective)
+                v = t.value(objective) if t.status == "Succeeded" else None
                 loss = INF if v is None else objective.loss(v)
-            ladder.runs.append(Run(t.name, config, rung, dict(a), loss, _label_int(t.labels, LABEL_BRACKET)))
+            ladder.runs.append(Run(t.name, config, rung, a, loss, _label_int(t.labels, LABEL_BRACKET), key))
         return ladder
 
     def configs(self) -> set[str]:
         return {r.config for r in self.runs}
 
-    def config_keys(self) -> set[tuple[str, ...]]:
-        ex = (self.resource.name,)
-        return {self.problem.space.key(r.assignments, ex) for r in self.runs}
+    def config_keys(self) -> set[tuple[Any, ...]]:
+        return {r.key for r in self.runs}
 
     def next_config_id(self, taken: set[str]) -> str:
         nums = [int(c) for c in taken if c.isdigit()]
@@ -198,7 +190,7 @@ def promotion_suggestion(
     return Suggestion(a, labels)
 
 
-def pending_run(s: Suggestion, resource: Parameter, index: int) -> Run:
+def pending_run(s: Suggestion, resource: Parameter, index: int, space: SearchSpace) -> Run:
     """A run for a suggestion made earlier in the same call (pending, so it is not reused)."""
     return Run(
         f"__pending-{index}",
@@ -207,6 +199,7 @@ def pending_run(s: Suggestion, resource: Parameter, index: int) -> Run:
         dict(s.assignments),
         None,
         _label_int(s.labels, LABEL_BRACKET),
+        space.key(s.assignments, (resource.name,)),
     )
 
 

@@ -115,6 +115,7 @@ class Parameter:
             raise ValueError(
                 f"parameter {self.name!r}: type must be one of {', '.join(PARAMETER_TYPES)}, got {self.type!r}"
             )
+        object.__setattr__(self, "_cache", {})
         dist = self.distribution
         if isinstance(dist, str):
             dist = _DISTRIBUTION_ALIASES.get(dist.strip().lower(), dist)
@@ -153,6 +154,8 @@ class Parameter:
         object.__setattr__(self, "min", lo)
         object.__setattr__(self, "max", hi)
         object.__setattr__(self, "step", step)
+        tol = 1e-9 * max(1.0, abs(lo), abs(hi))
+        object.__setattr__(self, "_bounds", (lo - tol, hi + tol, tol))
 
     def _init_list(self) -> None:
         n = self.name
@@ -345,32 +348,60 @@ def format_value(param: Parameter, value: float | int | str) -> str:
 def parse_value(param: Parameter, text: str) -> float | int | str:
     """Parse and check a trial's value: float for double, int for int, the listed string for
     discrete/categorical. Raises ValueError if it is not feasible."""
-    if not param.is_numeric:
+    ptype = param.type
+    if ptype == "categorical" or ptype == "discrete":
         return param.values[param.index_of(text)]
-    s = str(text).strip()
-    if param.type == "int":
-        try:
-            x = float(s)
-        except ValueError:
-            raise ValueError(f"parameter {param.name!r}: {text!r} is not an integer") from None
-        if not math.isfinite(x) or x != int(x):
+    try:
+        x = float(text)
+    except (TypeError, ValueError):
+        kind = "an integer" if ptype == "int" else "a number"
+        raise ValueError(f"parameter {param.name!r}: {text!r} is not {kind}") from None
+    if x != x or x in (math.inf, -math.inf):
+        raise ValueError(f"parameter {param.name!r}: {text!r} is not a finite number")
+    value: float | int = x
+    if ptype == "int":
+        if x != int(x):
             raise ValueError(f"parameter {param.name!r}: {text!r} is not an integer")
-        value: float | int = int(x)
-    else:
-        try:
-            value = float(s)
-        except ValueError:
-            raise ValueError(f"parameter {param.name!r}: {text!r} is not a number") from None
-        if not math.isfinite(value):
-            raise ValueError(f"parameter {param.name!r}: {text!r} is not a finite number")
-    tol = 1e-9 * max(1.0, abs(param.max), abs(param.min))
-    if value < param.min - tol or value > param.max + tol:
+        value = int(x)
+    lo, hi, tol = param._bounds  # type: ignore[attr-defined]
+    if x < lo or x > hi:
         raise ValueError(f"parameter {param.name!r}: {text} is outside [{param.min}, {param.max}]")
-    if param.step is not None:
-        k = (value - param.min) / param.step
+    step = param.step
+    if step is not None:
+        k = (x - param.min) / step
         if abs(k - round(k)) > 1e-6:
-            raise ValueError(f"parameter {param.name!r}: {text} is not min + k * step (step {param.step})")
+            raise ValueError(f"parameter {param.name!r}: {text} is not min + k * step (step {step})")
     return value
+
+
+_CACHE_LIMIT = 200_000
+
+
+def canonical(param: Parameter, text: str) -> float | int | str:
+    """The parsed value as compared for duplicates (doubles rounded to 12 significant digits);
+    raises ValueError if infeasible.
+
+    Memoised per parameter (a long-lived suggestion service sees the same trial strings on every
+    request; the cache changes no result and is cleared past 200,000 entries)."""
+    cache = param._cache  # type: ignore[attr-defined]
+    try:
+        return cache[text]
+    except (KeyError, TypeError):
+        pass
+    v = parse_value(param, text)
+    if param.type == "double":
+        v = float(f"{v:.12g}")
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    if isinstance(text, str):
+        cache[text] = v
+    return v
+
+
+def clear_caches(space: SearchSpace) -> None:
+    """Forget memoised values (for cold-start benchmarks)."""
+    for p in space:
+        p._cache.clear()  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -422,20 +453,39 @@ class SearchSpace:
                     errors.append(str(exc))
         return errors
 
-    def key(self, assignments: Mapping[str, str], exclude: Sequence[str] = ()) -> tuple[str, ...]:
-        """A hashable identity of an assignment (canonical strings, space order)."""
-        out = []
+    def key(self, assignments: Mapping[str, str], exclude: Sequence[str] = ()) -> tuple[Any, ...]:
+        """A hashable identity of an assignment, in space order: numbers rounded to the 12
+        significant digits that :func:`format_value` writes, choices as listed; a missing or
+        infeasible value keeps its raw string, so it never equals a feasible one."""
+        out: list[Any] = []
         for p in self.parameters:
             if p.name in exclude:
                 continue
             raw = assignments.get(p.name)
             if raw is None:
-                out.append("")
+                out.append(("missing",))
                 continue
             try:
-                out.append(format_value(p, parse_value(p, raw)))
+                out.append(canonical(p, raw))
             except ValueError:
-                out.append(str(raw))
+                out.append(("raw", str(raw)))
+        return tuple(out)
+
+    def parse_key(
+        self, assignments: Mapping[str, str], exclude: Sequence[str] = ()
+    ) -> tuple[Any, ...] | None:
+        """:meth:`key` if every (non-excluded) value is present and feasible, else None."""
+        out: list[Any] = []
+        for p in self.parameters:
+            if p.name in exclude:
+                continue
+            raw = assignments.get(p.name)
+            if raw is None:
+                return None
+            try:
+                out.append(canonical(p, raw))
+            except ValueError:
+                return None
         return tuple(out)
 
     def total_combinations(self) -> int | None:
