@@ -5,6 +5,7 @@ Katib's ValidateAlgorithmSettings."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -127,7 +128,9 @@ def test_values_are_feasible_typed_and_formatted(algo):
         for name, text in t.assignments.items():
             assert isinstance(text, str)
             assert format_value(space[name], parse_value(space[name], text)) == text  # canonical strings
-        assert all(isinstance(k, str) and isinstance(v, str) for k, v in t.labels.items())
+        for k, v in t.labels.items():  # Kubernetes label syntax: Katib copies them onto the Trial
+            assert re.fullmatch(r"([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", k), k
+            assert re.fullmatch(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?", v), (k, v)
 
 
 @pytest.mark.parametrize(

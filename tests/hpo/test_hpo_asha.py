@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from hpo_sim import config_of, problem, rung_counts, seed_space, simulate, smooth_score
@@ -211,7 +212,7 @@ def test_trials_without_labels_are_placed_by_their_budget():
     ]
     (s,) = ASHA.suggest(asha(), trials, 1)
     assert s.labels[LABEL_PARENT] == "h1" and s.labels[LABEL_RUNG] == "1"
-    assert s.labels[LABEL_CONFIG].startswith("k:")
+    assert re.fullmatch(r"h[0-9a-f]{10}", s.labels[LABEL_CONFIG])  # a valid Kubernetes label value
 
 
 # ----------------------------------------------------------------------------- simulated runs

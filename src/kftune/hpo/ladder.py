@@ -17,6 +17,7 @@ results.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -97,6 +98,11 @@ def check_budgets(resource: Parameter, budgets: Sequence[float], s: Settings) ->
             s.errors.append(f"budget {text} of rung {k} is not a feasible value of '{resource.name}': {exc}")
 
 
+def _config_id(key: tuple[Any, ...]) -> str:
+    """A label-safe id for a configuration that came without one (``h`` + 10 hex digits)."""
+    return "h" + hashlib.blake2b(repr(key).encode(), digest_size=5).hexdigest()
+
+
 def _label_int(labels: dict[str, str], key: str) -> int | None:
     v = labels.get(key)
     if v is None or v == "":
@@ -136,7 +142,7 @@ class Ladder:
                     rung = values.index(budget_value(resource, float(a[resource.name])))
                 except ValueError:
                     continue
-            config = t.labels.get(LABEL_CONFIG) or "k:" + "|".join(map(str, key))
+            config = t.labels.get(LABEL_CONFIG) or _config_id(key)
             if t.pending:
                 loss = None
             else:
