@@ -230,7 +230,9 @@ class _AshaState:
         cfg = self.cfg
         full = self.ladder.problem.space
         space = full.without(cfg.resource.name)
-        model = self._tpe_data(space) if cfg.sampler == "tpe" else None
+        if cfg.sampler == "tpe" and not hasattr(self, "_model"):
+            self._model = self._tpe_data(space)  # results do not change within a call
+        model = self._model if cfg.sampler == "tpe" else None
 
         def make(attempt: int) -> dict[str, str]:
             rng = np.random.default_rng(seed_for(attempt))
