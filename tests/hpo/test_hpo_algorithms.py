@@ -426,3 +426,10 @@ def test_importing_every_algorithm_does_not_import_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("estimator", ["RF", "ET", "GBRT"])
+def test_bayesianoptimization_other_estimators_run(estimator):
+    prob = make("bayesianoptimization", base_estimator=estimator, acq_optimizer="lbfgs", acq_func="gp_hedge")
+    trials = run_rounds(prob, rounds=2, batch=3)  # 4 initial points, then 2 from the model
+    assert len(trials) == 6 and all(prob.space.check(t.assignments) == [] for t in trials)

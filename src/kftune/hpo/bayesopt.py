@@ -249,7 +249,7 @@ class BayesianOptimization(Algorithm):
         use_lbfgs = cfg.acq_optimizer == "lbfgs" or (
             cfg.acq_optimizer == "auto" and cfg.base_estimator == "GP" and all(p.is_numeric for p in space)
         )
-        if use_lbfgs and model is not None and enc.numeric_cols:
+        if use_lbfgs and cfg.base_estimator == "GP" and enc.numeric_cols:
             polished = self._polish(model, enc, cand[order[:5]], acq_name, best)
             for row in polished:
                 a = enc.decode(row)
