@@ -62,7 +62,10 @@ def sobol_points(dim: int, seed: int, start: int, count: int) -> np.ndarray:
     """Points ``start .. start+count-1`` of the scrambled Sobol sequence for ``seed``."""
     from scipy.stats import qmc  # imported lazily: scipy.stats takes ~1 s to import
 
-    engine = qmc.Sobol(d=max(dim, 1), scramble=True, rng=np.random.default_rng(seed))
+    try:
+        engine = qmc.Sobol(d=max(dim, 1), scramble=True, rng=np.random.default_rng(seed))
+    except TypeError:  # scipy < 1.15 names it seed
+        engine = qmc.Sobol(d=max(dim, 1), scramble=True, seed=np.random.default_rng(seed))
     if start:
         engine.fast_forward(start)
     with warnings.catch_warnings():
