@@ -40,14 +40,19 @@ def test_cli_overrides_config_and_config_overrides_defaults(tmp_path):
 
 def test_json_config_can_hold_everything(tmp_path):
     cfg = tmp_path / "c.json"
-    cfg.write_text('{"task": "seqcls", "data": "demo:textcls", "model": "tiny", "output_dir": "%s", "seed": 3}' % tmp_path)
+    cfg.write_text(
+        '{"task": "seqcls", "data": "demo:textcls", "model": "tiny", "output_dir": "%s", "seed": 3}'
+        % tmp_path
+    )
     args = parse_args(["--config", str(cfg)])
     validate(args)
     assert (args.task, args.seed, args.best_metric) == ("seqcls", 3, "eval_macro_f1")
 
 
 def test_derived_values(tmp_path):
-    args = parse_args([*BASE, "--output-dir", str(tmp_path / "t9"), "--num-epochs", "2", "--resume-from", "none"])
+    args = parse_args(
+        [*BASE, "--output-dir", str(tmp_path / "t9"), "--num-epochs", "2", "--resume-from", "none"]
+    )
     assert args.schedule_epochs_ == 2 and args.eval_variant_ == "cased" and args.resume_dir is None
     assert args.trial_name == "t9" and args.greater_is_better
     assert parse_args([*BASE, "--output-dir", "x", "--resume-from", ""]).resume_dir is None
@@ -64,7 +69,10 @@ def test_derived_values(tmp_path):
         (["--attention-dropout", "1.0"], "--attention-dropout must be in [0, 1)"),
         (["--hidden-dropout", "-0.1"], "--hidden-dropout must be in [0, 1)"),
         (["--warmup-ratio", "1.5"], "--warmup-ratio"),
-        (["--num-epochs", "4", "--schedule-epochs", "2"], "--schedule-epochs (2) must be >= --num-epochs (4)"),
+        (
+            ["--num-epochs", "4", "--schedule-epochs", "2"],
+            "--schedule-epochs (2) must be >= --num-epochs (4)",
+        ),
         (["--metric-for-best", "eval_macro_f1"], "not reported for --task ner"),
         (["--gradient-accumulation-steps", "0"], "--gradient-accumulation-steps"),
         (["--precision", "fp16", "--device", "cpu"], "fp16 needs a GPU"),
@@ -95,7 +103,9 @@ def test_syntax_errors_are_user_errors(argv, fragment):
 def test_config_file_errors(tmp_path):
     bad_key = tmp_path / "a.yaml"
     bad_key.write_text("learning_rte: 0.1\n")
-    with pytest.raises(UserError, match=r"a.yaml: unknown option 'learning_rte' \(did you mean learning_rate\?\)"):
+    with pytest.raises(
+        UserError, match=r"a.yaml: unknown option 'learning_rte' \(did you mean learning_rate\?\)"
+    ):
         load_config_file(str(bad_key))
     bad_type = tmp_path / "b.yaml"
     bad_type.write_text("num_epochs: three\n")

@@ -44,7 +44,9 @@ def test_missing_data_directory(h, tmp_path):
 def test_missing_dev_file(h, tmp_path):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "train.conll").write_text(CONLL_OK)
-    _assert_one_line_error(_train(h, tmp_path, "--data", str(tmp_path / "d")), "has no dev", str(tmp_path / "d"))
+    _assert_one_line_error(
+        _train(h, tmp_path, "--data", str(tmp_path / "d")), "has no dev", str(tmp_path / "d")
+    )
 
 
 def test_malformed_conll_line_reports_file_and_line(h, tmp_path):
@@ -67,17 +69,21 @@ def test_tag_not_in_mapping(h, tmp_path):
 
 def test_missing_mapping_file(h, tmp_path):
     _assert_one_line_error(
-        _train(h, tmp_path, "--tag-family", "simple", "--mapping", str(tmp_path / "none.tsv")), "none.tsv does not exist"
+        _train(h, tmp_path, "--tag-family", "simple", "--mapping", str(tmp_path / "none.tsv")),
+        "none.tsv does not exist",
     )
 
 
 def test_negative_learning_rate(h, tmp_path):
-    _assert_one_line_error(_train(h, tmp_path, "--learning-rate", "-0.001"), "--learning-rate must be a positive number")
+    _assert_one_line_error(
+        _train(h, tmp_path, "--learning-rate", "-0.001"), "--learning-rate must be a positive number"
+    )
 
 
 def test_batch_size_zero(h, tmp_path):
     _assert_one_line_error(
-        _train(h, tmp_path, "--per-device-train-batch-size", "0"), "--per-device-train-batch-size must be a positive integer"
+        _train(h, tmp_path, "--per-device-train-batch-size", "0"),
+        "--per-device-train-batch-size must be a positive integer",
     )
 
 
@@ -87,11 +93,15 @@ def test_unknown_task(h, tmp_path):
 
 def test_unknown_model_path(h, tmp_path):
     missing = tmp_path / "models" / "bert"
-    _assert_one_line_error(_train(h, tmp_path, "--model", str(missing)), f"model path {missing} does not exist")
+    _assert_one_line_error(
+        _train(h, tmp_path, "--model", str(missing)), f"model path {missing} does not exist"
+    )
 
 
 def test_offline_hub_model(h, tmp_path):
-    _assert_one_line_error(_train(h, tmp_path, "--model", "someone/not-cached-bert"), "hub is unreachable", "--model tiny")
+    _assert_one_line_error(
+        _train(h, tmp_path, "--model", "someone/not-cached-bert"), "hub is unreachable", "--model tiny"
+    )
 
 
 @pytest.mark.parametrize("kind", ["parent-is-a-file", "permissions"])
@@ -104,7 +114,9 @@ def test_non_writable_output_dir(h, tmp_path, kind):
             pytest.skip("root ignores permission bits")
         (tmp_path / "ro").mkdir(mode=0o555)
         out = tmp_path / "ro" / "out"
-    _assert_one_line_error(_train(h, tmp_path, "--output-dir", str(out)), f"--output-dir {out} is not writable")
+    _assert_one_line_error(
+        _train(h, tmp_path, "--output-dir", str(out)), f"--output-dir {out} is not writable"
+    )
 
 
 def test_invalid_config_file(h, tmp_path):

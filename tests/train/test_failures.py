@@ -90,7 +90,12 @@ def test_auto_batch_size_keeps_a_given_effective_batch(h, tiny, tmp_path, monkey
 
 def test_auto_batch_size_without_a_given_batch_searches_from_the_cap(h, tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("KFTUNE_TEST_OOM_ABOVE_BATCH", "20")
-    argv = [a for a in h.ner_argv(tmp_path / "t", "--num-epochs", "1", "--auto-batch-size", "--auto-batch-cap", "64")]
+    argv = [
+        a
+        for a in h.ner_argv(
+            tmp_path / "t", "--num-epochs", "1", "--auto-batch-size", "--auto-batch-cap", "64"
+        )
+    ]
     i = argv.index("--per-device-train-batch-size")
     del argv[i : i + 2]
     code, _ = h.train(argv)

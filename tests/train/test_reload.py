@@ -29,7 +29,9 @@ print(json.dumps({"missing": sorted(info["missing_keys"]), "tags": tags, "f1": n
 
 
 def _reload(best) -> dict:
-    proc = subprocess.run([sys.executable, "-c", RELOAD, str(best)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", RELOAD, str(best)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 
@@ -41,7 +43,9 @@ def test_fresh_processes_reload_best_identically(cli_run):
     assert first["missing"] == [], "a weight of best/ would be initialised at random on reload"
     assert first == second
     assert first["f1"] == pytest.approx(metrics["best"]["metrics"]["eval_f1"], abs=1e-12)
-    assert any(t != "O" for sent in first["tags"] for t in sent), "the model must predict entities for this to mean much"
+    assert any(t != "O" for sent in first["tags"] for t in sent), (
+        "the model must predict entities for this to mean much"
+    )
 
 
 def test_kftune_evaluate_reproduces_the_trainer_metrics(cli_run, h, tmp_path):

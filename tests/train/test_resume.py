@@ -20,7 +20,15 @@ def test_two_then_resume_to_four_equals_four_straight(h, tiny, tmp_path):
     parent_state = (tmp_path / "parent" / "last" / "trainer_state.json").read_text()
     # a promotion: a new trial directory that continues from the parent's last/
     code, second = h.train(
-        h.ner_argv(tmp_path / "child", "--num-epochs", "4", "--schedule-epochs", "4", "--resume-from", str(tmp_path / "parent"))
+        h.ner_argv(
+            tmp_path / "child",
+            "--num-epochs",
+            "4",
+            "--schedule-epochs",
+            "4",
+            "--resume-from",
+            str(tmp_path / "parent"),
+        )
     )
     assert code == 0
     assert first[:2] == straight[:2]
@@ -36,7 +44,10 @@ def test_two_then_resume_to_four_equals_four_straight(h, tiny, tmp_path):
 
     child = h.metrics(tmp_path / "child")
     assert [e["epoch"] for e in child["history"]] == [1, 2, 3, 4]
-    assert child["resumed_from"] == str(tmp_path / "parent") and child["global_step"] == h.metrics(tmp_path / "straight")["global_step"]
+    assert (
+        child["resumed_from"] == str(tmp_path / "parent")
+        and child["global_step"] == h.metrics(tmp_path / "straight")["global_step"]
+    )
     assert child["best"]["epoch"] == h.metrics(tmp_path / "straight")["best"]["epoch"]
     assert (tmp_path / "child" / "best" / "config.json").is_file()
     # the parent's checkpoint is left as it was
@@ -54,6 +65,8 @@ def test_resume_none_or_empty_starts_fresh(h, tiny, tmp_path):
 def test_resume_past_the_end_only_reports(h, tiny, tmp_path):
     code, _ = h.train(h.ner_argv(tmp_path / "t", "--num-epochs", "1"))
     state = json.loads((tmp_path / "t" / "last" / "trainer_state.json").read_text())
-    code, lines = h.train(h.ner_argv(tmp_path / "t", "--num-epochs", "1", "--resume-from", str(tmp_path / "t")))
+    code, lines = h.train(
+        h.ner_argv(tmp_path / "t", "--num-epochs", "1", "--resume-from", str(tmp_path / "t"))
+    )
     assert code == 0 and [x.split()[0] for x in lines] == ["final"]
     assert json.loads((tmp_path / "t" / "last" / "trainer_state.json").read_text()) == state

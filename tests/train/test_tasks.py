@@ -51,7 +51,16 @@ def test_mlm_trial_has_a_deterministic_eval_loss(h, tiny, tmp_path):
     [
         ["--optimizer", "adafactor", "--lr-scheduler", "cosine_with_restarts", "--warmup-ratio", "0.2"],
         ["--optimizer", "sgd", "--lr-scheduler", "constant", "--learning-rate", "0.05"],
-        ["--lr-scheduler", "cosine", "--label-smoothing", "0.1", "--gradient-accumulation-steps", "2", "--weight-decay", "0.01"],
+        [
+            "--lr-scheduler",
+            "cosine",
+            "--label-smoothing",
+            "0.1",
+            "--gradient-accumulation-steps",
+            "2",
+            "--weight-decay",
+            "0.01",
+        ],
         ["--precision", "bf16", "--attention-dropout", "0.05", "--hidden-dropout", "0.2"],
     ],
     ids=["adafactor-restarts", "sgd-constant", "cosine-smoothing-accum", "bf16-cpu-dropouts"],

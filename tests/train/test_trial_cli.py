@@ -70,7 +70,9 @@ def test_only_best_and_last_are_kept(cli_run):
 def test_best_shares_bytes_with_last_when_it_is_the_last_epoch(cli_run):
     out, _ = cli_run
     m = json.loads((out / "metrics.json").read_text())
-    same = (out / "best" / "model.safetensors").stat().st_ino == (out / "last" / "model.safetensors").stat().st_ino
+    same = (out / "best" / "model.safetensors").stat().st_ino == (
+        out / "last" / "model.safetensors"
+    ).stat().st_ino
     assert same == (m["best"]["epoch"] == m["epochs_done"])
 
 
