@@ -1,5 +1,6 @@
 """TrainArgs: every contract flag exists and has help; config files merge under the command line."""
 
+import json
 import re
 import sys
 from dataclasses import fields
@@ -41,8 +42,15 @@ def test_cli_overrides_config_and_config_overrides_defaults(tmp_path):
 def test_json_config_can_hold_everything(tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(
-        '{"task": "seqcls", "data": "demo:textcls", "model": "tiny", "output_dir": "%s", "seed": 3}'
-        % tmp_path
+        json.dumps(
+            {
+                "task": "seqcls",
+                "data": "demo:textcls",
+                "model": "tiny",
+                "output_dir": str(tmp_path),
+                "seed": 3,
+            }
+        )
     )
     args = parse_args(["--config", str(cfg)])
     validate(args)
