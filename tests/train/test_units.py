@@ -83,3 +83,17 @@ def test_seed_table_format():
     assert lines[1] == "|" + " --- |" * 10
     assert lines[2] == "| Original | uncased | - | 0.77931 | 0.87012 | - | - | - | - | - |"
     assert lines[3].startswith("| Simple | cased | - | - |")
+
+
+def test_tiny_model_builds_are_byte_identical(tmp_path):
+    """Same seed, same metrics on a fresh cache too: the tiny model must not vary between builds."""
+    import hashlib
+
+    from kftune.train.models import build_tiny
+
+    digests = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        build_tiny(tmp_path / name)
+        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / name).iterdir()})
+    assert digests[0] == digests[1]
