@@ -95,5 +95,7 @@ def test_tiny_model_builds_are_byte_identical(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         build_tiny(tmp_path / name)
-        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / name).iterdir()})
+        digests.append(
+            {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / name).iterdir()}
+        )
     assert digests[0] == digests[1]
