@@ -468,7 +468,7 @@ class Trial:
                     pad_id=self.pad_id,
                     batch_size=batch_size,
                     device=self.device,
-                    dtype=self.dtype if self.dtype != torch.float32 else None,
+                    dtype=None,  # fp32, as `kftune evaluate` runs: the same model gives the same metrics
                     mlm_inputs=self.mlm_eval.get(split),
                     should_stop=self.guard.check,
                 )
