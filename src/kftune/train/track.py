@@ -1,13 +1,12 @@
 """The trainer's side of MLflow tracking: one run per trial, never fatal.
 
 Talks to ``kftune.registry.tracking.Tracker`` (``start``/``log_metrics``/``log_artifact``/
-``log_model``/``end``). When that module is absent, or tracking is off, or any call raises, the
-trial goes on: a tracking problem never costs a training run.
+``log_model``/``end``). When tracking is off, or any call raises, the trial goes on: a tracking
+problem never costs a training run.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
@@ -55,11 +54,9 @@ def start(enabled: bool, output_dir, *, experiment: str, run_name: str, tags: di
     if not enabled:
         return NullTracker()
     try:
-        module = importlib.import_module("kftune.registry.tracking")
-    except ImportError:
-        return NullTracker()
-    try:
-        inner = module.Tracker.start(
+        from kftune.registry.tracking import Tracker
+
+        inner = Tracker.start(
             output_dir, experiment=experiment, run_name=run_name, tags=tags, params=params
         )
     except Exception as exc:
