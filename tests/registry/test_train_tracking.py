@@ -8,25 +8,55 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from test_tracking import _free_port, mlflow_server  # noqa: F401  (session fixture)
+from registry_server import _free_port
 
 pytestmark = pytest.mark.server
 
-TRIAL = ["--task", "ner", "--data", "demo:ner", "--model", "tiny", "--num-epochs", "2",
-         "--max-train-samples", "300", "--max-eval-samples", "100", "--learning-rate", "1e-3",
-         "--max-length", "48", "--train-variant", "uncased", "--eval-variant", "uncased", "--seed", "3",
-         "--experiment", "ner-asha", "--num-threads", "1"]
+TRIAL = [
+    "--task",
+    "ner",
+    "--data",
+    "demo:ner",
+    "--model",
+    "tiny",
+    "--num-epochs",
+    "2",
+    "--max-train-samples",
+    "300",
+    "--max-eval-samples",
+    "100",
+    "--learning-rate",
+    "1e-3",
+    "--max-length",
+    "48",
+    "--train-variant",
+    "uncased",
+    "--eval-variant",
+    "uncased",
+    "--seed",
+    "3",
+    "--experiment",
+    "ner-asha",
+    "--num-threads",
+    "1",
+]
 
 
 def test_train_run_is_one_mlflow_run_with_epochs_params_tags_and_metrics_json(
-    mlflow_server, kftune_cli, kftune_home, tmp_path  # noqa: F811
+    mlflow_server, kftune_cli, kftune_home, tmp_path
 ):
     from mlflow import MlflowClient
 
     out = tmp_path / "trial-3"
-    proc = kftune_cli("train", *TRIAL, "--output-dir", str(out), "--trial", "trial-3",
-                      env={"MLFLOW_TRACKING_URI": mlflow_server, "KFTUNE_TRACKING": "on"})
+    proc = kftune_cli(
+        "train",
+        *TRIAL,
+        "--output-dir",
+        str(out),
+        "--trial",
+        "trial-3",
+        env={"MLFLOW_TRACKING_URI": mlflow_server, "KFTUNE_TRACKING": "on"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "warning" not in proc.stderr.lower() or "tracking" not in proc.stderr.lower(), proc.stderr[-2000:]
     client = MlflowClient(mlflow_server)
@@ -37,7 +67,11 @@ def test_train_run_is_one_mlflow_run_with_epochs_params_tags_and_metrics_json(
     assert run.info.status == "FINISHED"
     tags = run.data.tags
     assert (tags["kftune.experiment"], tags["kftune.trial"], tags["kftune.variant"], tags["kftune.seed"]) == (
-        "ner-asha", "trial-3", "uncased", "3")
+        "ner-asha",
+        "trial-3",
+        "uncased",
+        "3",
+    )
     assert "kftune.git_sha" in tags and "kftune.image" in tags
     assert float(run.data.params["learning_rate"]) == pytest.approx(1e-3)
     history = client.get_metric_history(run.info.run_id, "eval_f1")
@@ -48,14 +82,21 @@ def test_train_run_is_one_mlflow_run_with_epochs_params_tags_and_metrics_json(
 
 
 def test_dead_server_never_kills_training_and_sync_uploads_it_later(
-    mlflow_server, kftune_cli, kftune_home, tmp_path  # noqa: F811
+    mlflow_server, kftune_cli, kftune_home, tmp_path
 ):
     from mlflow import MlflowClient
 
     out = tmp_path / "trial-dead"
     dead = f"http://127.0.0.1:{_free_port()}"
-    proc = kftune_cli("train", *TRIAL, "--output-dir", str(out), "--trial", "trial-dead",
-                      env={"MLFLOW_TRACKING_URI": dead, "KFTUNE_TRACKING": "on"})
+    proc = kftune_cli(
+        "train",
+        *TRIAL,
+        "--output-dir",
+        str(out),
+        "--trial",
+        "trial-dead",
+        env={"MLFLOW_TRACKING_URI": dead, "KFTUNE_TRACKING": "on"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [ln.split()[0] for ln in proc.stdout.splitlines()] == ["epoch=1", "epoch=2", "final"]
     warnings = [ln for ln in proc.stderr.splitlines() if "MLflow tracking at" in ln]
