@@ -364,15 +364,42 @@ def test_run_with_model_lands_in_postgres_and_the_bucket(mlflow_server, postgres
         assert ("kftune-chart-test",) in cur.fetchall()
 
 
-def test_kftune_train_tracks_into_the_charts_server(mlflow_server, postgres, s3_endpoint, kftune_cli, kftune_home, tmp_path):
+def test_kftune_train_tracks_into_the_charts_server(
+    mlflow_server, postgres, s3_endpoint, kftune_cli, kftune_home, tmp_path
+):
     """Issue #6 point 4: a real `kftune train --log-model` run against the chart's command line."""
     env = {"MLFLOW_TRACKING_URI": mlflow_server, "KFTUNE_TRACKING": "on"}
-    env.update({var: "" for var in os.environ if var.startswith("AWS_")})  # the client needs no S3 credentials
+    env.update(
+        {var: "" for var in os.environ if var.startswith("AWS_")}
+    )  # the client needs no S3 credentials
     out = tmp_path / "trial"
     proc = kftune_cli(
-        "train", "--task", "ner", "--data", "demo:ner", "--model", "tiny", "--num-epochs", "1",
-        "--max-train-samples", "200", "--max-eval-samples", "80", "--learning-rate", "1e-3", "--max-length", "48",
-        "--output-dir", str(out), "--experiment", "chart-train", "--trial", "t1", "--log-model", "--num-threads", "1",
+        "train",
+        "--task",
+        "ner",
+        "--data",
+        "demo:ner",
+        "--model",
+        "tiny",
+        "--num-epochs",
+        "1",
+        "--max-train-samples",
+        "200",
+        "--max-eval-samples",
+        "80",
+        "--learning-rate",
+        "1e-3",
+        "--max-length",
+        "48",
+        "--output-dir",
+        str(out),
+        "--experiment",
+        "chart-train",
+        "--trial",
+        "t1",
+        "--log-model",
+        "--num-threads",
+        "1",
         env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -56,9 +56,7 @@ def start(enabled: bool, output_dir, *, experiment: str, run_name: str, tags: di
     try:
         from kftune.registry.tracking import Tracker
 
-        inner = Tracker.start(
-            output_dir, experiment=experiment, run_name=run_name, tags=tags, params=params
-        )
+        inner = Tracker.start(output_dir, experiment=experiment, run_name=run_name, tags=tags, params=params)
     except Exception as exc:
         print(
             f"kftune train: warning: tracking could not start ({exc.__class__.__name__}: {exc}); "
