@@ -20,7 +20,12 @@ SMALL = [
 ]  # fmt: skip
 
 
-def train(out, *extra, env=None, monkeypatch=None) -> dict:
+@pytest.fixture(autouse=True)
+def _home(kftune_home):
+    """One KFTUNE_HOME (the tiny model, the demo corpus) for the session."""
+
+
+def train(out, *extra) -> dict:
     from kftune.train.args import parse_args, validate
     from kftune.train.cli import run_trial
 
@@ -31,7 +36,7 @@ def train(out, *extra, env=None, monkeypatch=None) -> dict:
 
 
 @pytest.fixture(scope="module")
-def plain_fp32(tmp_path_factory, kftune_home):
+def plain_fp32(tmp_path_factory, kftune_home):  # module scope: the autouse fixture is too late
     return train(tmp_path_factory.mktemp("plain"), "--fast-path", "off", "--precision", "fp32")
 
 
