@@ -257,13 +257,35 @@ def status_of(stub, name, spec, trials, asked) -> tuple[grpc.StatusCode, str]:
     return info.value.code(), info.value.details()
 
 
-def test_waiting_for_running_trials_is_unavailable(stub):
+def test_waiting_for_running_trials_is_unavailable(stub, caplog):
     name, spec = spec_of("ner-asha.yaml", num_configurations="3", maxTrialCount=3)
     trials = rung0(spec, [None, None, None])  # all three configurations running
-    code, details = status_of(stub, name, spec, trials, 1)
+    with caplog.at_level("INFO", logger="kftune.katib.service"):
+        code, details = status_of(stub, name, spec, trials, 1)
     assert code == grpc.StatusCode.UNAVAILABLE
     assert details.startswith(MARK_WAITING) and "asha can propose 0 of the 1" in details
     assert "3 running trial(s) (t0, t1, t2)" in details
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("GetSuggestions")]
+    assert line.startswith(
+        "GetSuggestions experiment=ner-asha algorithm=asha trials=3 running=3 asked=1 possible=0 status=UNAVAILABLE"
+    )
+
+
+def test_a_failing_algorithm_is_internal_and_the_service_stays_up(stub, monkeypatch):
+    class Broken:
+        def validate(self, problem):
+            return []
+
+        def suggest(self, problem, trials, n):
+            raise ZeroDivisionError("boom")
+
+    name, spec = spec_of("ner-asha.yaml")
+    real = service.get_algorithm
+    monkeypatch.setattr(service, "get_algorithm", lambda n: Broken())
+    code, details = status_of(stub, name, spec, [], 1)
+    assert code == grpc.StatusCode.INTERNAL and details == "kftune: internal error: ZeroDivisionError('boom')"
+    monkeypatch.setattr(service, "get_algorithm", real)
+    assert len(get(stub, name, spec, [], 2).parameter_assignments) == 2
 
 
 def test_a_complete_search_is_failed_precondition(stub):

@@ -72,23 +72,6 @@ def always_fillable(problem: Any) -> int | None:
     return None
 
 
-def largest_trial_count(problem: Any) -> int | None:
-    """The most trials the settings can produce (None: no limit): asha ``N x rungs``, bohb the
-    sum of its brackets' stage sizes."""
-    name = problem.algorithm_name
-    if name == "asha":
-        from kftune.hpo.asha import Asha
-
-        cfg = Asha().config(problem)
-        return None if cfg.num_configurations is None else cfg.num_configurations * len(cfg.budgets)
-    if name == "bohb":
-        from kftune.hpo.bohb import Bohb, bohb_bracket
-
-        cfg = Bohb().config(problem)
-        return sum(sum(bohb_bracket(i, cfg.s_max, cfg.eta).sizes) for i in range(cfg.num_iterations))
-    return None
-
-
 def _bohb_iterations_for(problem: Any, trials: int) -> int:
     """The smallest ``num_iterations`` whose first stages hold at least ``trials`` trials."""
     from kftune.hpo.bohb import Bohb, bohb_bracket
@@ -148,5 +131,4 @@ __all__ = [
     "MARK_WAITING",
     "always_fillable",
     "katib_errors",
-    "largest_trial_count",
 ]
