@@ -327,7 +327,7 @@ def test_submit_refuses_a_file_with_errors_and_creates_nothing(fake, kubeconfig,
     capped.write_text(json.dumps(raw))  # JSON keeps "6e-6" a string
     rc, out, err = kftune(capsys, "submit", str(capped), "--kubeconfig", kubeconfig)
     assert rc == 1 and "maxTrialCount (110) must be set and at most num_configurations (50)" in err
-    assert "[kftune.suggestion-budget]" in err
+    assert "[suggestion.settings]" in err
     assert posts(fake) == [] and fake.requests == []
 
 

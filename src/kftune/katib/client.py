@@ -211,23 +211,12 @@ def _not_found_hint(exc: Any) -> str:
 
 
 def offline_errors(path: str) -> tuple[str, int]:
-    """(findings text, number of errors): the validator's report plus kftune's service rules."""
-    from kftune.katib.experiment import load_experiment
+    """(findings text, number of errors) of the offline validator (which includes kftune's
+    suggestion-service rules for asha/bohb budgets)."""
     from kftune.katib.validator import format_text, validate_paths
 
     report = validate_paths([path])
-    text, errors = format_text(report), report.errors
-    if errors:
-        return text, errors
-    exp = load_experiment(path)
-    if exp.algorithm.name in ("asha", "bohb"):
-        from kftune.hpo import Problem
-        from kftune.katib.service_rules import katib_errors
-
-        for message in katib_errors(Problem.from_katib(exp.spec)):
-            text += f"\n{path}: error: spec.maxTrialCount: {exp.algorithm.name}: {message} [kftune.suggestion-budget]"
-            errors += 1
-    return text, errors
+    return format_text(report), report.errors
 
 
 def submit(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
