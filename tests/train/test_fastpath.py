@@ -107,6 +107,18 @@ def test_fast_path_pad1_equals_plain_with_dropout(h, tmp_path, plain_runs):
         assert rec["train_ended_unix"] > rec["train_started_unix"] > 1.6e9
 
 
+def test_a_split_too_large_for_the_device_is_collated_on_the_host(
+    h, tmp_path, plain_runs, monkeypatch, capfd
+):
+    monkeypatch.setattr(fastpath, "DEVICE_DATA_MAX_BYTES", 1000)
+    code, _ = h.train(h.ner_argv(tmp_path, "--num-epochs", "2", "--fast-path", "on", "--pad-multiple", "1"))
+    assert code == 0
+    m = h.metrics(tmp_path)
+    assert m["fast_path"]["enabled"] and not m["fast_path"]["device_data"]
+    assert "too large to keep on the device" in capfd.readouterr().err
+    _compare(m, plain_runs["dropout"][0], rel=1e-6)
+
+
 @pytest.mark.parametrize("multiple", ["16", "64"])
 def test_bucketed_widths_match_plain_without_dropout(h, tmp_path, plain_runs, multiple):
     code, _ = h.train(

@@ -36,6 +36,9 @@ import torch.nn.functional as F
 
 from kftune.train.encode import IGNORE, Encoded
 
+# Above this the training split stays on the host (collated per batch, still bucketed): a huge
+# split must not take the GPU memory the model needs.
+DEVICE_DATA_MAX_BYTES = 1 << 30
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -47,6 +50,12 @@ def bucket_width(longest: int, multiple: int, cap: int) -> int:
     """Pad width of a batch whose longest row is ``longest``: a multiple of ``multiple``, at most ``cap``
     (``cap`` itself need not be a multiple: truncated rows are never longer than it)."""
     return max(1, min(round_up(longest, multiple), cap))
+
+
+def device_bytes(enc: Encoded) -> int:
+    """Device memory ``DeviceData`` would take: ids and labels as int64, ``[N, longest]``."""
+    n = len(enc)
+    return 2 * 8 * n * (int(enc.lengths.max()) if n else 1)
 
 
 class DeviceData:

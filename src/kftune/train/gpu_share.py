@@ -201,9 +201,7 @@ class GpuPool:
         """Start ``trial`` now if it fits somewhere; None = it must wait."""
         self.check(trial)
         need, cap = self._need(trial)
-        fits = [
-            g for g in self.gpus if self.count(g) < g.slots and self.booked_mib(g) + need <= g.usable_mib
-        ]
+        fits = [g for g in self.gpus if self.count(g) < g.slots and self.booked_mib(g) + need <= g.usable_mib]
         if not fits:
             return None
         gpu = min(fits, key=lambda g: (self.count(g), self.booked_mib(g) - g.usable_mib, g.index))

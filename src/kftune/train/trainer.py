@@ -244,7 +244,12 @@ class Trial:
             return
         multiple = a.pad_multiple or (16 if self.device.type == "cuda" else 1)
         mask_4d = False
-        if a.task != "mlm":
+        too_big = fastpath.device_bytes(self.train_enc) > fastpath.DEVICE_DATA_MAX_BYTES
+        if too_big:
+            log(
+                "fast path: the training split is too large to keep on the device; batches are collated on the host"
+            )
+        if a.task != "mlm" and not too_big:
             self.fast = fastpath.DeviceData(self.train_enc, a.task, self.pad_id, self.device, multiple)
             if len(self.train_enc):
                 rows = np.argsort(self.train_enc.lengths)[[0, -1]]  # the shortest and the longest row
@@ -268,7 +273,7 @@ class Trial:
             "compile": self.compile_mode,
         }
         log(
-            f"fast path: data on {'the device' if self.fast is not None else 'the host (mlm masking)'}, "
+            f"fast path: data on {'the device' if self.fast is not None else 'the host'}, "
             f"widths padded to multiples of {multiple}, {'4-D' if mask_4d else '2-D'} attention mask, "
             f"torch.compile {self.compile_mode}"
         )
