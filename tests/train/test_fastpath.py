@@ -107,6 +107,18 @@ def test_fast_path_pad1_equals_plain_with_dropout(h, tmp_path, plain_runs):
         assert rec["train_ended_unix"] > rec["train_started_unix"] > 1.6e9
 
 
+def test_oom_halving_on_the_fast_path(h, tmp_path, plain_runs, monkeypatch):
+    """An OOM at the 3rd forward halves the per-device batch; the step is redone as two device
+    slices with the same effective batch, so (without dropout) the run matches the plain one."""
+    monkeypatch.setenv("KFTUNE_TEST_OOM_AT_STEP", "3")
+    code, _ = h.train(h.ner_argv(tmp_path, "--num-epochs", "2", "--fast-path", "on", *NO_DROPOUT))
+    assert code == 0
+    m = h.metrics(tmp_path)
+    assert m["batch"]["per_device_train_batch_size"] == 4 and m["batch"]["gradient_accumulation_steps"] == 2
+    assert m["fast_path"]["device_data"]
+    _compare(m, plain_runs["no_dropout"][0], rel=1e-5)
+
+
 def test_a_split_too_large_for_the_device_is_collated_on_the_host(
     h, tmp_path, plain_runs, monkeypatch, capfd
 ):
