@@ -374,14 +374,14 @@ def render(res: dict, flops: float) -> str:
         f"{env.get('train_sentences')} train sentences, mean {env.get('mean_tokens')} tokens, "
         f"useful {env.get('useful_gflops_per_sample')} GFLOP per training sample",
         "",
-        "| setting | steady samples/s | whole-run samples/s | useful MFU | vs best plain Trainer | peak GiB | last F1 |",
-        "|---|---|---|---|---|---|---|",
+        "| run | setting | steady samples/s | whole-run samples/s | useful MFU | vs best plain Trainer | peak GiB | last F1 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     runs = res.get("runs", {})
     hf_best = max(
         (r.get("steady") or 0 for r in runs.values() if r["kind"] == "hf" and r["batch"] == 32), default=0
     )
-    for r in runs.values():
+    for name, r in runs.items():
         steady = r.get("steady")
         if r["kind"] == "hf":
             whole = r.get("samples_per_second")
@@ -399,7 +399,7 @@ def render(res: dict, flops: float) -> str:
         if r.get("rc") not in (0, None):
             label += f" [rc {r.get('rc')}]"
         ratio = f"{steady / hf_best:.2f}x" if steady and hf_best else "-"
-        lines.append(f"| {label} | {fmt(steady)} | {fmt(whole)} | {mfu(steady)} | {ratio} | "
+        lines.append(f"| {name} | {label} | {fmt(steady)} | {fmt(whole)} | {mfu(steady)} | {ratio} | "
                      f"{fmt(peak_b / 2**30 if peak_b else None, '.1f')} | {f1} |")  # fmt: skip
     lines += [
         "",
