@@ -51,12 +51,6 @@ FLAGS: dict[str, str | tuple[str, ...]] = {
     "--keep": ("none", "best", "last", "both"),
     "--experiment": "str",
     "--trial": "str",
-    # the GPU fast path and sharing (docs/gpu.md)
-    "--fast-path": ("auto", "on", "off"),
-    "--compile": ("auto", "off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
-    "--pad-multiple": "int",
-    "--profile-steps": "int",
-    "--gpu-memory-fraction": "float",
 }
 SWITCHES = ("--auto-batch-size", "--log-model")
 REQUIRED = ("--task", "--data", "--model", "--output-dir")
