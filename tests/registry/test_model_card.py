@@ -57,7 +57,9 @@ def _champion_card(ner_run):
     seed = rd.select_seed().seed
     champion = {s: v - 0.01 for s, v in rd.seed_scores().items()}  # paired, slightly worse champion
     decision = decide(rd.seed_scores(), champion, metric=rd.compare_metric, champion_version="4")
-    baseline = compare_scores(rd.seed_scores(), {7: 0.2, 8: 0.25, 9: 0.22}, metric="test_f1", against="baseline tfidf")
+    baseline = compare_scores(
+        rd.seed_scores(), {7: 0.2, 8: 0.25, 9: 0.22}, metric="test_f1", against="baseline tfidf"
+    )
     comps = [compare_scores(rd.seed_scores(), champion, metric="test_f1", against="champion v4"), baseline]
     card = model_card(rd, name="ner-card", published_seed=seed, decision=decision, comparisons=comps,
                       version="5", run_id="abc123")  # fmt: skip
@@ -85,7 +87,12 @@ def test_card_sections_and_front_matter(ner_run):
     per_variant = {r["dataset"]["config"]: r["metrics"][0]["value"] for r in index["results"][1:]}
     assert per_variant == {v: round(x["f1"], 6) for v, x in ev["test"].items()}
     k = fm["kftune"]
-    assert (k["version"], k["alias"], k["published_seed"], k["seeds"]) == ("5", decision.alias, seed, [1, 2, 3])
+    assert (k["version"], k["alias"], k["published_seed"], k["seeds"]) == (
+        "5",
+        decision.alias,
+        seed,
+        [1, 2, 3],
+    )
     assert k["mean"] == round(statistics.mean(values), 6) and k["std"] == round(statistics.stdev(values), 6)
 
 
@@ -116,7 +123,10 @@ def test_card_numbers_match_the_run_dir(ner_run):
     assert "- algorithm: `asha`" in card and "- objective: maximize `eval_f1`" in card
     assert f"- {len(trials)} trials (" in card and "early stopped" in card
     assert "| learning_rate | double | 3e-5 ... 3e-3 | logUniform |" in _squeeze(card)
-    best = {p["name"]: p["value"] for p in json.loads((ner_run / "tune" / "best.json").read_text())["parameterAssignments"]}
+    best = {
+        p["name"]: p["value"]
+        for p in json.loads((ner_run / "tune" / "best.json").read_text())["parameterAssignments"]
+    }
     assert f"| learning_rate | {float(best['learning_rate']):.6e} |" in _squeeze(card)
     assert str(ner_run.resolve()) in card
 
@@ -148,8 +158,12 @@ def test_description_is_short_and_always_fits(ner_run):
     assert f"{mean:.4f} ± " in short and "vs champion v4" in short and "vs baseline tfidf" in short
     assert short.endswith("Full model card: artifact `README.md` of MLflow run `abc123`.")
     many = comps * 200  # far too many comparisons: clipped, the pointer to the full card kept
-    long = card_description(rd, name="ner-card", published_seed=seed, decision=decision, comparisons=many, run_id="r")
-    assert len(long) <= DESCRIPTION_LIMIT and long.endswith("Full model card: artifact `README.md` of MLflow run `r`.")
+    long = card_description(
+        rd, name="ner-card", published_seed=seed, decision=decision, comparisons=many, run_id="r"
+    )
+    assert len(long) <= DESCRIPTION_LIMIT and long.endswith(
+        "Full model card: artifact `README.md` of MLflow run `r`."
+    )
 
 
 def test_first_version_card_and_a_classification_card(ner_run, cls_run):
@@ -163,7 +177,12 @@ def test_first_version_card_and_a_classification_card(ner_run, cls_run):
     seed = cls.select_seed().seed
     m = _metrics(cls_run, seed)
     assert seed == max((4, 5), key=lambda s: (_metrics(cls_run, s)["best"]["metrics"]["eval_macro_f1"], -s))
-    card = model_card(cls, name="textcls", published_seed=seed, decision=decide(cls.seed_scores(), None, metric=cls.compare_metric))
+    card = model_card(
+        cls,
+        name="textcls",
+        published_seed=seed,
+        decision=decide(cls.seed_scores(), None, metric=cls.compare_metric),
+    )
     fm = parse_front_matter(card)
     assert fm["pipeline_tag"] == "text-classification" and fm["metrics"] == ["accuracy", "macro_f1"]
     assert "| seed | dev macro-F1 | test macro-F1 | test accuracy |" in _squeeze(card)

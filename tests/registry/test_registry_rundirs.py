@@ -27,7 +27,14 @@ TRAIN = [
     "--max-train-samples", "240", "--max-eval-samples", "80", "--max-length", "48",
     "--per-device-train-batch-size", "8", "--tracking", "off", "--num-threads", "1", "--num-epochs", "2",
 ]  # fmt: skip
-PARAMS = ("learning_rate", "weight_decay", "warmup_ratio", "attention_dropout", "hidden_dropout", "batch_size")
+PARAMS = (
+    "learning_rate",
+    "weight_decay",
+    "warmup_ratio",
+    "attention_dropout",
+    "hidden_dropout",
+    "batch_size",
+)
 
 
 def kftune_in_process(*argv: str) -> str:
@@ -81,7 +88,9 @@ def synthetic_trials(n_configs: int = 9, *, only_batch_size: bool = False) -> li
     for rung, epochs in ((1, 2), (2, 4)):
         nxt = []
         for score, parent in promoted:
-            curve = [*parent["curve"]] + [[e, round(score - 0.1 / e, 6)] for e in range(parent["epochs"] + 1, epochs + 1)]
+            curve = [*parent["curve"]] + [
+                [e, round(score - 0.1 / e, 6)] for e in range(parent["epochs"] + 1, epochs + 1)
+            ]
             t = {
                 "name": f"{parent['name'].split('-r')[0]}-r{rung}",
                 "status": "Succeeded" if rung == 2 else "EarlyStopped",
@@ -141,7 +150,20 @@ def build_run(
         shutil.rmtree(run)
     for seed in seeds:
         out = run / "retrain" / f"seed-{seed}"
-        kftune_in_process("train", "--task", task, "--data", DATA[task], *TRAIN, "--seed", str(seed), "--train-variant", train_variant, "--output-dir", str(out))
+        kftune_in_process(
+            "train",
+            "--task",
+            task,
+            "--data",
+            DATA[task],
+            *TRAIN,
+            "--seed",
+            str(seed),
+            "--train-variant",
+            train_variant,
+            "--output-dir",
+            str(out),
+        )
         if evaluate:
             (run / "eval").mkdir(parents=True, exist_ok=True)
             kftune_in_process("evaluate", "--model", str(out), "--data", DATA[task], "--max-samples", "80",
@@ -171,7 +193,9 @@ def shared_base(tmp_path_factory) -> Path:
 def copy_run(src: Path, dst: Path, *, test_shift: dict[int, float] | None = None) -> Path:
     """A copy of a run dir (models hard-linked) whose metrics.json test scores are shifted per seed:
     a model with scores the test decides, for the champion-rule tests."""
-    shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns(".complete", "registry.json", "report"))
+    shutil.copytree(
+        src, dst, copy_function=os.link, ignore=shutil.ignore_patterns(".complete", "registry.json", "report")
+    )
     for seed, delta in (test_shift or {}).items():
         path = dst / "retrain" / f"seed-{seed}" / "metrics.json"
         data = json.loads(path.read_text())
@@ -184,7 +208,9 @@ def copy_run(src: Path, dst: Path, *, test_shift: dict[int, float] | None = None
 def tree_state(path: Path) -> dict[str, tuple[int, int]]:
     """{relative path: (size, mtime_ns)} of every file under ``path``: to show nothing changed."""
     return {
-        str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.rglob("*")) if p.is_file()
+        str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -202,7 +228,12 @@ def test_load_run_dir_reads_seeds_scores_and_matrix(ner_run):
 
     rd = load_run_dir(ner_run)
     assert [r.seed for r in rd.completed] == [1, 2, 3]
-    assert (rd.task, rd.tag_family, rd.train_variant, rd.hpo_algorithm) == ("ner", "original", "cased", "asha")
+    assert (rd.task, rd.tag_family, rd.train_variant, rd.hpo_algorithm) == (
+        "ner",
+        "original",
+        "cased",
+        "asha",
+    )
     assert rd.objective == "f1" and rd.compare_metric == "test_f1"
     for r in rd.completed:
         m = json.loads((ner_run / "retrain" / f"seed-{r.seed}" / "metrics.json").read_text())
@@ -217,7 +248,10 @@ def test_load_run_dir_reads_seeds_scores_and_matrix(ner_run):
     mean = rd.matrix("test")
     assert len(mean) == 7
     for variant, value in mean.items():
-        per_seed = [json.loads((ner_run / "eval" / f"seed-{s}.json").read_text())["test"][variant]["f1"] for s in (1, 2, 3)]
+        per_seed = [
+            json.loads((ner_run / "eval" / f"seed-{s}.json").read_text())["test"][variant]["f1"]
+            for s in (1, 2, 3)
+        ]
         assert value == pytest.approx(sum(per_seed) / 3)
     assert rd.best_hyperparameters()["batch_size"] in ("8", "16", "32")
     assert [p["name"] for p in rd.search_space()] == ["learning_rate", "weight_decay", "batch_size"]
@@ -246,7 +280,10 @@ def test_not_a_run_dir_is_one_clear_error(tmp_path):
     from kftune.registry.rundir import find_run_dirs, load_run_dir
 
     (tmp_path / "empty").mkdir()
-    for path, words in ((tmp_path / "nope", "does not exist"), (tmp_path / "empty", "is not a run directory")):
+    for path, words in (
+        (tmp_path / "nope", "does not exist"),
+        (tmp_path / "empty", "is not a run directory"),
+    ):
         with pytest.raises(UserError, match=words) as info:
             load_run_dir(path)
         assert "\n" not in str(info.value) and "docs/contracts.md" in str(info.value)
@@ -277,7 +314,10 @@ def test_compare_scores_pairs_by_seed_and_reads_back(tmp_path):
     b = {1: 0.70, 2: 0.71, 3: 0.73, 4: 0.72, 5: 0.69}
     nc = compare_scores(a, b, metric="test_f1", against="baseline")
     assert nc.comparison.paired and nc.comparison.alternative == "greater"
-    assert nc.comparison.p_value == compare(list(a.values()), list(b.values()), paired=True, alternative="greater").p_value
+    assert (
+        nc.comparison.p_value
+        == compare(list(a.values()), list(b.values()), paired=True, alternative="greater").p_value
+    )
     loss = compare_scores({1: 0.3, 2: 0.2}, {7: 0.5, 8: 0.6, 9: 0.4}, metric="test_loss", against="x")
     assert not loss.comparison.paired and loss.comparison.alternative == "less"
     write_comparisons(tmp_path / "comparison.json", [nc, loss])

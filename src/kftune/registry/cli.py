@@ -30,13 +30,26 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
     uri_help = "MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)"
 
-    reg = sub.add_parser("register", help="register the run's best seed; move 'champion' only if significantly better")
-    reg.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a pipeline run directory (or a kftune train output dir)")
+    reg = sub.add_parser(
+        "register", help="register the run's best seed; move 'champion' only if significantly better"
+    )
+    reg.add_argument(
+        "run_dir",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a pipeline run directory (or a kftune train output dir)",
+    )
     reg.add_argument("--name", required=True, help="registered model name, e.g. ner-original-uncased")
     reg.add_argument("--tracking-uri", help=uri_help)
-    reg.add_argument("--alpha", type=float, default=0.05, help="significance level of the champion test (default 0.05)")
-    reg.add_argument("--experiment", help="MLflow experiment of the registration run (default: the run's pipeline)")
-    reg.add_argument("--force", action="store_true", help="register again even if registry.json records this name")
+    reg.add_argument(
+        "--alpha", type=float, default=0.05, help="significance level of the champion test (default 0.05)"
+    )
+    reg.add_argument(
+        "--experiment", help="MLflow experiment of the registration run (default: the run's pipeline)"
+    )
+    reg.add_argument(
+        "--force", action="store_true", help="register again even if registry.json records this name"
+    )
     reg.add_argument("--json", action="store_true", help="print the result as JSON")
 
     cmp_ = sub.add_parser("compare", help="dry run: compare with the current champion, register nothing")
@@ -74,7 +87,9 @@ def main(argv: list[str]) -> int:
             print(json.dumps({**r.to_dict(), "already_registered": r.already_registered}, indent=1))
             return 0
         if r.already_registered:
-            print(f"{r.name} version {r.version} already holds {args.run_dir} (registry.json); --force registers it again")
+            print(
+                f"{r.name} version {r.version} already holds {args.run_dir} (registry.json); --force registers it again"
+            )
         else:
             print(f"registered {r.model_uri} (seed {r.seed} of {', '.join(map(str, r.scores))}) as {r.alias}")
         print(f"reason: {r.reason}")
@@ -84,7 +99,9 @@ def main(argv: list[str]) -> int:
         return 0
     if args.action == "compare":
         _check_alpha(args.alpha)
-        plan = publish.plan_registration(args.run_dir, name=args.name, tracking_uri=args.tracking_uri, alpha=args.alpha)
+        plan = publish.plan_registration(
+            args.run_dir, name=args.name, tracking_uri=args.tracking_uri, alpha=args.alpha
+        )
         d = plan.decision
         if args.json:
             print(json.dumps({"name": plan.name, "seed": plan.seed, "champion_version": plan.champion_version,

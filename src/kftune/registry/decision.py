@@ -83,7 +83,9 @@ def decide(
     if paired:
         c = compare(new, champ, paired=True, alternative=alternative, alpha=alpha)
     else:
-        c = compare(list(new.values()), list(champ.values()), paired=False, alternative=alternative, alpha=alpha)
+        c = compare(
+            list(new.values()), list(champ.values()), paired=False, alternative=alternative, alpha=alpha
+        )
     pairing = f"paired by seed, n={c.n}" if paired else f"unpaired, n={c.n_a} vs {c.n_b}"
     if c.significant is True:
         alias = CHAMPION

@@ -41,7 +41,11 @@ from kftune.report.tables import (
 
 DESCRIPTION_LIMIT = 5000
 PIPELINE_TAGS = {"ner": "token-classification", "seqcls": "text-classification", "mlm": "fill-mask"}
-TASK_NAMES = {"ner": "named-entity recognition", "seqcls": "text classification", "mlm": "masked language modelling"}
+TASK_NAMES = {
+    "ner": "named-entity recognition",
+    "seqcls": "text classification",
+    "mlm": "masked language modelling",
+}
 METRIC_LABELS = {"f1": "F1", "macro_f1": "macro-F1", "accuracy": "accuracy", "precision": "precision",
                  "recall": "recall", "loss": "loss", "perplexity": "perplexity"}  # fmt: skip
 RETRAIN_SETTINGS = (
@@ -154,9 +158,17 @@ def front_matter(
     fm: dict[str, Any] = {
         "library_name": "transformers",
         "pipeline_tag": PIPELINE_TAGS.get(task, task),
-        "tags": [t for t in ("kftune", task, f"tag-family-{rd.tag_family}" if task == "ner" else None,
-                              f"trained-on-{rd.train_variant}", rd.hpo_algorithm if rd.hpo_algorithm != "-" else None)
-                 if t],  # fmt: skip
+        "tags": [
+            t
+            for t in (
+                "kftune",
+                task,
+                f"tag-family-{rd.tag_family}" if task == "ner" else None,
+                f"trained-on-{rd.train_variant}",
+                rd.hpo_algorithm if rd.hpo_algorithm != "-" else None,
+            )
+            if t
+        ],  # fmt: skip
         "base_model": rd.base_model or None,
         "datasets": [rd.data] if rd.data else [],
         "metrics": sorted({metric_base(c) for c in facts.columns}),
@@ -195,7 +207,9 @@ def _search_space_table(rd: RunDir) -> str | None:
         if fs.get("list"):
             values = ", ".join(str(v) for v in fs["list"])
         else:
-            values = f"{fs.get('min', '?')} ... {fs.get('max', '?')}" + (f" step {fs['step']}" if fs.get("step") else "")
+            values = f"{fs.get('min', '?')} ... {fs.get('max', '?')}" + (
+                f" step {fs['step']}" if fs.get("step") else ""
+            )
         rows.append([Cell(str(p["name"])), Cell(str(p.get("parameterType", ""))), Cell(values),
                      Cell(str(fs.get("distribution") or ("uniform" if not fs.get("list") else "choice")))])  # fmt: skip
     return to_markdown(Table(["parameter", "type", "values", "distribution"], rows))
@@ -259,7 +273,11 @@ def _hyperparameter_rows(rd: RunDir) -> list[tuple[str, str]]:
     for k, v in rd.best_hyperparameters().items():
         try:
             x = float(v)
-            text = fmt_lr(x) if "learning_rate" in k else (str(int(x)) if x.is_integer() and "." not in v else f"{x:.9g}")
+            text = (
+                fmt_lr(x)
+                if "learning_rate" in k
+                else (str(int(x)) if x.is_integer() and "." not in v else f"{x:.9g}")
+            )
         except ValueError:
             text = v
         rows.append((k, text))
@@ -321,13 +339,17 @@ def limitations(rd: RunDir, facts: CardFacts) -> list[str]:
                 "your inputs have."
             )
     elif rd.task in ("ner", "seqcls"):
-        out.append(f"Casing: trained and evaluated on `{rd.train_variant}` text only; other casings were not measured.")
+        out.append(
+            f"Casing: trained and evaluated on `{rd.train_variant}` text only; other casings were not measured."
+        )
     out.append(
         "Each retrain initialises the task head at random, so models from different seeds differ; this "
         "version's weights are fixed and its predictions are deterministic."
     )
     if rd.data.startswith("demo:"):
-        out.append(f"Trained on kftune's generated demo corpus (`{rd.data}`): a demonstration, not a usable model.")
+        out.append(
+            f"Trained on kftune's generated demo corpus (`{rd.data}`): a demonstration, not a usable model."
+        )
     return out
 
 
@@ -387,7 +409,10 @@ def model_card(
     out += ["## Training procedure", "", "### Hyperparameter search", ""]
     if rd.best or rd.trials is not None:
         metric, direction = rd.objective_spec()
-        lines = [f"- algorithm: `{rd.hpo_algorithm}`", f"- objective: {direction} `{metric}` on the development set"]
+        lines = [
+            f"- algorithm: `{rd.hpo_algorithm}`",
+            f"- objective: {direction} `{metric}` on the development set",
+        ]
         if rd.trials is not None:
             lines.append(f"- {_trial_counts(rd)}")
         best_line = _best_trial_line(rd)
@@ -461,7 +486,9 @@ def model_card(
         prov.append(("MLflow run", f"`{run_id}` (this card: artifact README.md)"))
     for key in ("pipeline", "git_sha", "started", "finished", "status"):
         if rd.info.get(key):
-            prov.append((key.replace("_", " "), f"`{rd.info[key]}`" if key == "git_sha" else str(rd.info[key])))
+            prov.append(
+                (key.replace("_", " "), f"`{rd.info[key]}`" if key == "git_sha" else str(rd.info[key]))
+            )
     prov.append(("run directory", f"`{rd.path.resolve()}`"))
     out += ["## Provenance", "", _kv_table(prov, ("", "")), ""]
     return "\n".join(out).rstrip() + "\n"
@@ -484,7 +511,8 @@ def card_description(
     label = METRIC_LABELS.get(obj, obj)
     parts = [
         f"**{name}**: {TASK_NAMES.get(rd.task, rd.task)} fine-tuned from `{rd.base_model or '?'}` on "
-        f"`{rd.data or '?'}`" + (f" ({rd.tag_family} tags" if rd.task == "ner" else " (")
+        f"`{rd.data or '?'}`"
+        + (f" ({rd.tag_family} tags" if rd.task == "ner" else " (")
         + f"{', ' if rd.task == 'ner' else ''}trained on `{rd.train_variant}` text); search `{rd.hpo_algorithm}`."
     ]
     if decision is not None:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from kftune.errors import UserError
-from kftune.registry.decision import CHALLENGER, CHAMPION, Decision, decide
+from kftune.registry.decision import CHAMPION, Decision, decide
 from kftune.registry.rundir import RunDir, higher_is_better, load_run_dir, read_comparisons
 
 REGISTRY_JSON = "registry.json"
@@ -371,7 +371,9 @@ def _write_artifacts(directory: Path, plan: Plan, card: str) -> None:
     published = next(r for r in rd.completed if r.seed == plan.seed)
     files["metrics.json"] = published.metrics
     for fname, content in files.items():
-        (sub / fname).write_text(json.dumps(content, indent=1, default=str, allow_nan=True) + "\n", encoding="utf-8")
+        (sub / fname).write_text(
+            json.dumps(content, indent=1, default=str, allow_nan=True) + "\n", encoding="utf-8"
+        )
 
 
 def _read_registry_json(rd: RunDir) -> dict | None:
@@ -452,7 +454,9 @@ def register(
                 "kftune.registered_model": name, "kftune.task": rd.task, "kftune.git_sha": rd.git_sha or _git_sha(),
                 "kftune.pipeline": rd.pipeline, "kftune.seed": str(plan.seed), "kftune.run_dir": str(run_dir.resolve()),
             })  # fmt: skip
-            run = store.call(store.client.create_run, exp_id, tags=run_tags, run_name=run_tags["mlflow.runName"])
+            run = store.call(
+                store.client.create_run, exp_id, tags=run_tags, run_name=run_tags["mlflow.runName"]
+            )
             run_id = run.info.run_id
             stage = f"MLflow run {run_id} holds a partial upload and no model version was created"
             _log_params_metrics(store, run_id, params, metrics)
@@ -514,7 +518,9 @@ def _create_registered_model(store, name: str, task: str, description: str) -> N
     from mlflow.exceptions import MlflowException
 
     try:
-        store.call(store.client.create_registered_model, name, tags={"kftune.task": task}, description=description)
+        store.call(
+            store.client.create_registered_model, name, tags={"kftune.task": task}, description=description
+        )
     except MlflowException as exc:  # created concurrently
         if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
             raise
@@ -558,7 +564,9 @@ def list_versions(name: str, *, tracking_uri: str | None = None) -> list[Version
     store = connect(uri)
     rm = _registered_model(store, name)
     if rm is None:
-        raise UserError(f"no registered model named {name!r} at {_key(uri)}: `kftune registry register RUN_DIR --name {name}` creates it")
+        raise UserError(
+            f"no registered model named {name!r} at {_key(uri)}: `kftune registry register RUN_DIR --name {name}` creates it"
+        )
     aliases = _aliases(rm)
     by_version: dict[str, list[str]] = {}
     for alias, v in aliases.items():
@@ -566,8 +574,13 @@ def list_versions(name: str, *, tracking_uri: str | None = None) -> list[Version
     with _quiet():
         found = store.call(store.client.search_model_versions, f"name = '{name}'")
     out = [
-        VersionInfo(str(mv.version), sorted(by_version.get(str(mv.version), [])), dict(mv.tags or {}), mv.run_id,
-                    getattr(mv, "creation_timestamp", None))  # fmt: skip
+        VersionInfo(
+            str(mv.version),
+            sorted(by_version.get(str(mv.version), [])),
+            dict(mv.tags or {}),
+            mv.run_id,
+            getattr(mv, "creation_timestamp", None),
+        )  # fmt: skip
         for mv in found
     ]
     return sorted(out, key=lambda v: int(v.version), reverse=True)
@@ -598,7 +611,9 @@ def format_versions(name: str, versions: list[VersionInfo]) -> str:
         std = _num(t.get("kftune.metric_std"))
         mean = _num(t.get("kftune.metric_mean"))
         created = (
-            _dt.datetime.fromtimestamp(v.created / 1000, _dt.UTC).strftime("%Y-%m-%d %H:%M") if v.created else "-"
+            _dt.datetime.fromtimestamp(v.created / 1000, _dt.UTC).strftime("%Y-%m-%d %H:%M")
+            if v.created
+            else "-"
         )
         rows.append((
             v.version, ",".join(v.aliases) or "-", t.get("kftune.metric", "-"),

@@ -151,7 +151,9 @@ class RunDir:
         for r in self.retrains:
             if r.metrics.get("task"):
                 return str(r.metrics["task"])
-        return str(self.info.get("task") or self._first_args().get("task") or self._model_meta().get("task") or "")
+        return str(
+            self.info.get("task") or self._first_args().get("task") or self._model_meta().get("task") or ""
+        )
 
     @property
     def tag_family(self) -> str:
@@ -250,9 +252,7 @@ class RunDir:
         scored = [(r.scores().get(key), r) for r in runs]
         if all(v is None for v, _ in scored):
             return runs[0]
-        return max(
-            (t for t in scored if t[0] is not None), key=lambda t: (sign * t[0], -t[1].seed)
-        )[1]
+        return max((t for t in scored if t[0] is not None), key=lambda t: (sign * t[0], -t[1].seed))[1]
 
     def matrix(self, split: str, *, seeds: Sequence[int] | None = None) -> dict[str, float]:
         """{variant: mean over seeds of the objective} for ``split`` ("dev"/"test") from eval/.
@@ -447,7 +447,9 @@ def read_comparisons(rd: RunDir) -> list:
     if isinstance(raw, list):
         for e in raw:
             if isinstance(e, Mapping) and "comparison" in e:
-                entries.append((str(e.get("against", "?")), str(e.get("metric") or rd.compare_metric), e["comparison"]))
+                entries.append(
+                    (str(e.get("against", "?")), str(e.get("metric") or rd.compare_metric), e["comparison"])
+                )
     elif isinstance(raw, Mapping) and "chosen" in raw:  # one bare Comparison
         entries.append(("other model", rd.compare_metric, raw))
     elif isinstance(raw, Mapping):
@@ -465,7 +467,8 @@ def comparisons_to_json(comparisons: Sequence) -> dict:
     """``NamedComparison`` objects as comparison.json's content."""
     return {
         "comparisons": [
-            {"against": c.against, "metric": c.metric, "comparison": c.comparison.to_dict()} for c in comparisons
+            {"against": c.against, "metric": c.metric, "comparison": c.comparison.to_dict()}
+            for c in comparisons
         ]
     }
 
@@ -473,7 +476,9 @@ def comparisons_to_json(comparisons: Sequence) -> dict:
 def write_comparisons(path: str | Path, comparisons: Sequence) -> Path:
     """Write comparison.json (for the pipeline's compare step; the registry never writes it)."""
     path = Path(path)
-    path.write_text(json.dumps(comparisons_to_json(comparisons), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(comparisons_to_json(comparisons), indent=1, allow_nan=False) + "\n", encoding="utf-8"
+    )
     return path
 
 
@@ -497,7 +502,9 @@ def compare_scores(
     alternative = "greater" if higher_is_better(metric) else "less"
     a = {k: scores[k] for k in sorted(scores)}
     b = {k: other[k] for k in sorted(other)}
-    c = compare(a, b, paired=paired, alternative=alternative, alpha=alpha) if paired else compare(
-        list(a.values()), list(b.values()), paired=False, alternative=alternative, alpha=alpha
+    c = (
+        compare(a, b, paired=paired, alternative=alternative, alpha=alpha)
+        if paired
+        else compare(list(a.values()), list(b.values()), paired=False, alternative=alternative, alpha=alpha)
     )
     return NamedComparison(metric, against, c)
