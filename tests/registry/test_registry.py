@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from registry_server import _free_port
@@ -91,9 +92,8 @@ def test_first_version_is_champion_with_card_tags_and_registry_json(chain, clien
     ev = json.loads((runs["first"] / "eval" / f"seed-{r.seed}.json").read_text())
     assert matrix["test"] == {v: x["f1"] for v, x in ev["test"].items()}
     # the card: README.md artifact of the run, short form as description (<= 5000 characters)
-    card = open(
-        mlflow.artifacts.download_artifacts(f"runs:/{r.run_id}/README.md", tracking_uri=mlflow_server)
-    ).read()
+    local = mlflow.artifacts.download_artifacts(f"runs:/{r.run_id}/README.md", tracking_uri=mlflow_server)
+    card = Path(local).read_text()
     assert parse_front_matter(card)["kftune"]["version"] == "1" and "## Limitations" in card
     assert 0 < len(mv.description) <= DESCRIPTION_LIMIT and "no champion yet" in mv.description
     assert client.get_registered_model(NAME).description.startswith(f"**{NAME}**")
