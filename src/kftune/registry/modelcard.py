@@ -23,7 +23,7 @@ import yaml
 
 from kftune.evaluate.stats import POLICY, format_p
 from kftune.registry.decision import CHAMPION, Decision
-from kftune.registry.rundir import RunDir, higher_is_better, metric_base
+from kftune.registry.rundir import METRIC_LABELS, RunDir, higher_is_better, metric_base, metric_label
 from kftune.report.tables import (
     VARIANTS,
     Cell,
@@ -46,22 +46,12 @@ TASK_NAMES = {
     "seqcls": "text classification",
     "mlm": "masked language modelling",
 }
-METRIC_LABELS = {"f1": "F1", "macro_f1": "macro-F1", "accuracy": "accuracy", "precision": "precision",
-                 "recall": "recall", "loss": "loss", "perplexity": "perplexity"}  # fmt: skip
 RETRAIN_SETTINGS = (
     "learning_rate", "weight_decay", "warmup_ratio", "attention_dropout", "hidden_dropout",
     "per_device_train_batch_size", "gradient_accumulation_steps", "num_epochs", "schedule_epochs",
     "lr_scheduler", "optimizer", "max_grad_norm", "label_smoothing", "max_length", "precision",
     "max_train_samples", "max_eval_samples",
 )  # fmt: skip
-
-
-def metric_label(metric: str) -> str:
-    """``test_f1`` -> ``test F1``; ``dev_macro_f1`` -> ``dev macro-F1``."""
-    base = metric_base(metric)
-    split = metric[: len(metric) - len(base)].rstrip("_")
-    label = METRIC_LABELS.get(base, base)
-    return f"{split} {label}" if split else label
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:

@@ -53,6 +53,18 @@ def metric_base(name: str) -> str:
     return name
 
 
+METRIC_LABELS = {"f1": "F1", "macro_f1": "macro-F1", "accuracy": "accuracy", "precision": "precision",
+                 "recall": "recall", "loss": "loss", "perplexity": "perplexity"}  # fmt: skip
+
+
+def metric_label(metric: str) -> str:
+    """``test_f1`` -> ``test F1``; ``dev_macro_f1`` -> ``dev macro-F1``; ``f1`` -> ``F1``."""
+    base = metric_base(metric)
+    split = metric[: len(metric) - len(base)].rstrip("_")
+    label = METRIC_LABELS.get(base, base)
+    return f"{split} {label}" if split else label
+
+
 def higher_is_better(metric: str) -> bool:
     base = metric_base(metric)
     return not any(base == m or base.endswith("_" + m) for m in LOWER_IS_BETTER)
