@@ -222,11 +222,11 @@ def test_server_down_is_one_clear_error_and_registering_later_works(
     assert str(run / "retrain") in err[0] and proc.stdout == ""
     assert tree_state(run) == before  # nothing written, the retrained models intact
 
-    later = kftune_cli(
-        "registry", "register", str(run), "--name", "ner-later", "--tracking-uri", mlflow_server
-    )
-    assert later.returncode == 0, later.stderr[-3000:]
-    assert later.stdout.startswith("registered models:/ner-later/1 (seed ") and "as champion" in later.stdout
+    # later, with the server up: the same command (its main() in this process: no interpreter start-up)
+    argv = ["registry", "register", str(run), "--name", "ner-later", "--tracking-uri", mlflow_server]
+    code, out, err = _cli_in_process(*argv)
+    assert code == 0, err[-3000:]
+    assert out.startswith("registered models:/ner-later/1 (seed ") and "as champion" in out
     assert json.loads((run / "registry.json").read_text())["alias"] == CHAMPION
     assert {p for p in tree_state(run) if p not in before} == {"registry.json"}
     assert client.get_registered_model("ner-later").aliases == {CHAMPION: "1"}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -73,8 +72,6 @@ def _check_alpha(alpha: float) -> None:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if getattr(args, "tracking_uri", None):
-        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     from kftune.registry import publish
 
     if args.action == "register":
