@@ -38,6 +38,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -141,9 +142,9 @@ def _quiet() -> Iterator[None]:
 def _unavailable(uri: str, exc: BaseException, run_dir: Path | None, name: str | None, partial: str = ""):
     from kftune.registry.tracking import uri_key
 
-    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:240]
-    msg = f"MLflow server at {uri_key(uri)} is not reachable ({reason})"
+    msg = f"MLflow server at {uri_key(uri)} is not reachable ({short_reason(exc)})"
     if run_dir is not None:
+        run_dir = run_dir.resolve()
         msg += (
             f"; {partial or 'nothing was registered'}; {run_dir} is unchanged and its retrained models stay in "
             f"{run_dir / 'retrain'}; start the server (or fix the URI) and register later with "
@@ -152,6 +153,25 @@ def _unavailable(uri: str, exc: BaseException, run_dir: Path | None, name: str |
     else:
         msg += "; start the server or pass the right --tracking-uri (or MLFLOW_TRACKING_URI)"
     return RegistryUnavailable(msg)
+
+
+_CAUSES = (
+    "Connection refused", "Name or service not known", "Temporary failure in name resolution",
+    "No route to host", "Read timed out", "timed out", "Connection reset", "Remote end closed connection",
+    "unable to open database file", "could not connect to server", "Connection aborted",
+)  # fmt: skip
+
+
+def short_reason(exc: BaseException) -> str:
+    """The root cause of a failed request in a few words ("Connection refused"), else the start of it."""
+    text = " ".join(str(exc).split())
+    for cause in _CAUSES:
+        if cause.lower() in text.lower():
+            return cause
+    status = re.search(r"\b(?:status code|HTTP) (\d{3})\b", text)
+    if status:
+        return f"HTTP {status.group(1)}"
+    return f"{type(exc).__name__}: {text[:160]}"
 
 
 def connect(uri: str, *, run_dir: Path | None = None, name: str | None = None):
@@ -446,7 +466,7 @@ def register(
         plan = _plan(store, rd, name, uri, alpha)
         d = plan.decision
         params, metrics = _run_payload(plan)
-        exp_name = experiment or rd.pipeline or DEFAULT_EXPERIMENT
+        exp_name = experiment or rd.info.get("pipeline") or DEFAULT_EXPERIMENT
         with _quiet():
             exp_id = store.experiment_id(exp_name)
             run_tags = clean_tags({

@@ -243,11 +243,13 @@ class RunDir:
         return out
 
     def score_columns(self) -> list[str]:
-        """The per-seed table's columns: dev and test objective, then the task's other test metrics."""
+        """The per-seed table's columns: dev and test objective, then the task's other test metrics
+        (dev ones when there is no test split)."""
         obj = self.objective
-        wanted = [f"dev_{obj}", f"test_{obj}"]
-        wanted += [f"test_{m}" for m in SECONDARY_METRICS.get(self.task, ()) if m != obj]
         present = set().union(*(r.scores() for r in self.completed)) if self.completed else set()
+        split = "test" if f"test_{obj}" in present else "dev"  # no test split: the dev secondaries
+        wanted = [f"dev_{obj}", f"test_{obj}"]
+        wanted += [f"{split}_{m}" for m in SECONDARY_METRICS.get(self.task, ()) if m != obj]
         return [c for c in wanted if c in present]
 
     def select_seed(self) -> Retrain:
