@@ -62,10 +62,12 @@ def _wait_health(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
 
 
 def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 3 s: uvicorn's graceful shutdown waits for the test client's
+    keep-alive connections, and the server has nothing to flush (the data is in PostgreSQL)."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=3)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)

@@ -25,7 +25,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="kftune registry", description=__doc__.split("\n\n")[0])
+    p = _Parser(
+        prog="kftune registry",
+        description="publish a run's best model to the MLflow Model Registry, or look at one",
+    )
     sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
     uri_help = "MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)"
 

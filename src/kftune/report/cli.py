@@ -21,7 +21,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="kftune report", description=__doc__.split("\n\n")[0])
+    p = _Parser(
+        prog="kftune report",
+        description="write the seed-style tables and plots of a run directory as markdown, HTML and PNGs",
+    )
     p.add_argument(
         "path", type=Path, metavar="RUN_OR_DIR", help="a run directory or a directory of run directories"
     )
