@@ -139,6 +139,9 @@ def test_registering_the_same_run_again_is_a_no_op(chain, client, mlflow_server)
 
 
 def test_champion_loads_in_a_fresh_process_and_reproduces_its_metric(chain, mlflow_server, kftune_home):
+    """models:/NAME@champion (v3) in a new interpreter: predict dev, recompute F1 with
+    kftune.evaluate.metrics, equal to the registered kftune.dev_f1. v1 (unshifted scores) also
+    reproduces its registered test F1, the metric the champion rule compares."""
     script = textwrap.dedent(
         """
         import json, sys
@@ -146,22 +149,26 @@ def test_champion_loads_in_a_fresh_process_and_reproduces_its_metric(chain, mlfl
         torch.set_num_threads(1)
         import mlflow
         from mlflow import MlflowClient
-        uri, name = sys.argv[1:3]
-        mlflow.set_tracking_uri(uri)
-        mv = MlflowClient(uri).get_model_version_by_alias(name, "champion")
-        parts = mlflow.transformers.load_model(f"models:/{name}@champion", return_type="components")
-        path = mlflow.artifacts.download_artifacts(f"runs:/{mv.run_id}/kftune/metrics.json")
-        args = json.load(open(path))["args"]
         from kftune.data import apply_variant, load_corpus
         from kftune.evaluate.metrics import ner_metrics
         from kftune.train.predict import predict_ner_tags
-        corpus = load_corpus(args["data"], "ner", family=args["tag_family"], mapping=args["mapping"])
-        dev = corpus.splits["dev"][: args["max_eval_samples"]]
-        dev = apply_variant(dev, args["eval_variant"] or args["train_variant"], args["data_seed"])
-        tags = predict_ner_tags(parts["model"], parts["tokenizer"], dev, max_length=args["max_length"])
-        m = ner_metrics([ex.tags for ex in dev], tags)
-        print(json.dumps({"version": mv.version, "f1": m["f1"], "registered": float(mv.tags["kftune.dev_f1"]),
-                          "class": type(parts["model"]).__name__, "n": len(dev)}))
+
+        uri, name = sys.argv[1:3]
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(uri)
+        out = {}
+        for ref, split in (("@champion", "dev"), ("/1", "test")):
+            mv = client.get_model_version_by_alias(name, "champion") if ref == "@champion" else client.get_model_version(name, "1")
+            parts = mlflow.transformers.load_model(f"models:/{name}{ref}", return_type="components")
+            args = json.load(open(mlflow.artifacts.download_artifacts(f"runs:/{mv.run_id}/kftune/metrics.json")))["args"]
+            corpus = load_corpus(args["data"], "ner", family=args["tag_family"], mapping=args["mapping"])
+            examples = corpus.splits[split][: args["max_eval_samples"]]
+            examples = apply_variant(examples, args["eval_variant"] or args["train_variant"], args["data_seed"])
+            tags = predict_ner_tags(parts["model"], parts["tokenizer"], examples, max_length=args["max_length"])
+            out[ref] = {"version": mv.version, "f1": ner_metrics([ex.tags for ex in examples], tags)["f1"],
+                        "registered": float(mv.tags[f"kftune.{split}_f1"]), "n": len(examples),
+                        "class": type(parts["model"]).__name__}
+        print(json.dumps(out))
         """
     )
     proc = subprocess.run(
@@ -169,8 +176,15 @@ def test_champion_loads_in_a_fresh_process_and_reproduces_its_metric(chain, mlfl
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["version"] == "3" and out["class"] == "BertForTokenClassification" and out["n"] == 80
-    assert out["f1"] == pytest.approx(out["registered"], abs=1e-12)
+    champion, first = out["@champion"], out["/1"]
+    assert (
+        champion["version"] == "3"
+        and champion["class"] == "BertForTokenClassification"
+        and champion["n"] == 80
+    )
+    assert champion["f1"] == pytest.approx(champion["registered"], abs=1e-12)
+    assert first["version"] == "1" and first["f1"] == pytest.approx(first["registered"], abs=1e-12)
+    assert first["registered"] == chain[1]["first"].scores[chain[1]["first"].seed]
 
 
 # ----------------------------------------------------------------------------------------------
