@@ -32,6 +32,7 @@ def main() -> int:
     p.add_argument("--output-dir", default=".")
     p.add_argument("--resume-from", default="")
     p.add_argument("--sleep", type=float, default=0.0, help="seconds per epoch")
+    p.add_argument("--sleep-if-bad", type=float, default=0.0, help="seconds per epoch when the lr is far off")
     p.add_argument("--fail-at", type=int, default=0)
     p.add_argument("--nan-at", type=int, default=0)
     p.add_argument("--no-metrics", action="store_true")
@@ -41,6 +42,7 @@ def main() -> int:
     p.add_argument("--record", default="", help="write argv/env/cwd as JSON to this file")
     p.add_argument("--noise", action="store_true", help="print non-metric chatter on stderr")
     p.add_argument("--mode", choices=("ok", "fail", "nan", "quiet"), default="ok")
+    p.add_argument("--ignore-term", action="store_true", help="ignore SIGTERM (an unkillable orphan)")
     args = p.parse_args()
     if args.mode == "fail":
         args.fail_at = args.fail_at or 1
@@ -49,7 +51,7 @@ def main() -> int:
     elif args.mode == "quiet":
         args.no_metrics = True
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if args.ignore_term else (lambda *_: sys.exit(143)))
     out = Path(args.output_dir)
     if args.record:
         Path(args.record).parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +69,7 @@ def main() -> int:
     for epoch in range(start + 1, args.epochs + 1):
         if args.noise:
             print(f"training epoch {epoch} of {args.epochs}", file=sys.stderr)
-        time.sleep(args.sleep)
+        time.sleep(args.sleep + (args.sleep_if_bad if score(args.lr, 1) < 0.1 else 0.0))
         if epoch == args.fail_at:
             print(f"RuntimeError: boom at epoch {epoch}", file=sys.stderr)
             return 1

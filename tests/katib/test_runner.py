@@ -158,7 +158,7 @@ def test_medianstop_stops_a_running_trial_with_sigterm(tmp_path, capsys):
     - name: lr
       parameterType: discrete
       feasibleSpace: {list: ["0.001", "0.0011", "0.00001"]}""",
-        args=["--lr", "${trialParameters.lr}", "--epochs", "30", "--sleep", "0.05"],
+        args=["--lr", "${trialParameters.lr}", "--epochs", "6", "--sleep-if-bad", "0.3"],
         early_stopping="""  earlyStopping:
     algorithmName: medianstop
     algorithmSettings:
@@ -174,7 +174,7 @@ def test_medianstop_stops_a_running_trial_with_sigterm(tmp_path, capsys):
     stopped = items["0.00001"]
     assert stopped["condition"] == "EarlyStopped" and stopped["exitCode"] == 143
     reports = Path(stopped["logs"]["stdout"]).read_text().count("eval_f1=")
-    assert 2 <= reports < 30
+    assert 2 <= reports < 6
     assert stopped["observation"] is not None  # early-stopped trials keep what they reported
     store = Store.open(work / "experiment.db")
     created = [e for e in store.events("fake-003") if e["kind"] == "created"][0]["data"]

@@ -58,7 +58,13 @@ from kftune.katib.collector import (
 from kftune.katib.experiment import TrialCommand, find_container, primary_pod_template
 from kftune.katib.runner_paths import PathMap, metrics_file_rule
 from kftune.katib.runner_plan import Plan, local_argv
-from kftune.katib.runner_process import TrialProcess, process_alive, stop_process_group
+from kftune.katib.runner_process import (
+    TrialProcess,
+    attempt_marker,
+    lines_since_attempt,
+    process_alive,
+    stop_process_group,
+)
 from kftune.katib.runner_progress import Progress, TrialView, format_number, format_seconds
 from kftune.katib.runner_status import (
     ACTIVE,
@@ -75,6 +81,7 @@ from kftune.train.metric_lines import NAN_STATUS_LINE
 LABEL_EXPERIMENT = "katib.kubeflow.org/experiment"  # pkg/controller.v1beta1/consts
 LABEL_TRIAL = "katib.kubeflow.org/trial"
 STDERR_KEPT = 20
+TICK_S = 0.2  # how often running trials' logs are read
 
 
 # ----------------------------------------------------------------------------------- render
@@ -431,11 +438,7 @@ class LocalRunner:
         if row.cwd:
             Path(row.cwd).mkdir(parents=True, exist_ok=True)
         if st.metrics_file is None:
-            rule = metrics_file_rule(self.plan.exp, self.plan.layout, row.name)
-            if rule is not None:
-                st.metrics_file = Path(
-                    self.plan.path_map.with_rule(*rule).map_path(self.plan.exp.metrics_collector.path)
-                )
+            st.metrics_file = self._metrics_file(row.name)
         if st.metrics_file is not None:
             st.metrics_file.parent.mkdir(parents=True, exist_ok=True)
             st.metrics_offset = st.metrics_file.stat().st_size if st.metrics_file.exists() else 0
@@ -480,8 +483,6 @@ class LocalRunner:
             started=row.started or proc.started,
             attempt=row.attempt + 1,
         )
-        for stream in ("out", "err"):
-            self.selector.register(proc.fileno(stream), selectors.EVENT_READ, (st, stream))
         self.progress.event(
             row.name, f"Running   {_params_text(row.assignments)}{_rung_text(row.labels)} (pid {proc.pid})"
         )
@@ -499,12 +500,39 @@ class LocalRunner:
                 self.progress.say(
                     f"{row.name}: stopped the process left by the previous runner (pid {row.pid})"
                 )
+            if row.attempt:
+                self._reread_logs(st)
             self.queue.append(st)
         if self.queue:
             self.progress.say(
                 f"resuming: {len(self.queue)} trial(s) were running: "
                 + ", ".join(st.row.name for st in self.queue)
             )
+
+    def _reread_logs(self, st: TrialState) -> None:
+        """Rebuild an interrupted trial's observation log from its log files (the dead runner may
+        not have recorded the last reports)."""
+        row = st.row
+        before = len(st.logs)
+        if self.plan.collector_kind == "StdOut":
+            logs: list[MetricLog] = []
+            for path in (row.log_out, row.log_err):
+                if path:
+                    for line in lines_since_attempt(Path(path), row.metrics_from_attempt):
+                        logs += self.plan.text_filter.parse(line)
+            st.logs = logs
+        else:
+            st.metrics_file = self._metrics_file(row.name)
+            st.metrics_offset, st.metrics_partial, st.logs = 0, b"", []
+            self._tail_metrics_file(st, final=True, record=False)
+        self.store.replace_metric_logs(row.name, row.metrics_from_attempt, row.attempt, st.logs)
+        self.store.event(row.name, "logs-reread", {"metric_logs": len(st.logs), "recorded": before})
+
+    def _metrics_file(self, name: str) -> Path | None:
+        rule = metrics_file_rule(self.plan.exp, self.plan.layout, name)
+        if rule is None:
+            return None
+        return Path(self.plan.path_map.with_rule(*rule).map_path(self.plan.exp.metrics_collector.path))
 
     def _start_queued(self) -> None:
         while self.queue and len(self._running()) < self.plan.problem.parallel_trial_count:
@@ -528,6 +556,9 @@ class LocalRunner:
             how = "started over (no checkpoint to resume from)"
             keep_from = row.attempt + 1
             st.logs = []
+            metrics_file = st.metrics_file or self._metrics_file(row.name)
+            if metrics_file is not None and metrics_file.exists():
+                metrics_file.unlink()  # a fresh pod starts with an empty metrics directory
         self._update(
             st,
             "restarted",
@@ -537,35 +568,26 @@ class LocalRunner:
             status="Created",
         )
         self.progress.say(f"{row.name}: attempt {row.attempt + 1}, {how}")
-        self._start(st, append=True, marker=f"----- kftune katib run: attempt {row.attempt + 1}, {how} -----")
+        self._start(st, append=True, marker=attempt_marker(row.attempt + 1, how))
 
     # ------------------------------------------------------------------ waiting and reading
     def _wait(self, timeout: float) -> None:
-        events = self.selector.select(timeout)
-        for key, _ in events:
-            if key.data is None:  # the signal wake-up pipe
-                with contextlib.suppress(OSError):
-                    os.read(key.fd, 512)
-                continue
-            st, stream = key.data
-            if st.proc is None:
-                continue
-            lines, eof = st.proc.read(stream)
-            self._lines(st, stream, lines)
-            if eof:
-                self.selector.unregister(key.fd)
+        """Sleep until a signal (a trial exited, Ctrl-C) or ``timeout``; then read the trials' logs."""
+        if self._running() or self.queue:
+            timeout = min(timeout, TICK_S)
+        for key, _ in self.selector.select(timeout):
+            with contextlib.suppress(OSError):
+                os.read(key.fd, 512)
         for st in self._running():
-            self._tail_metrics_file(st)
             proc = st.proc
             assert proc is not None
+            exited = proc.poll() is not None
+            for stream in ("out", "err"):
+                self._lines(st, stream, proc.read(stream, final=exited))
+            self._tail_metrics_file(st, final=exited)
             proc.kill_if_overdue(self.grace_s)
-            if proc.poll() is not None:
+            if exited:
                 self._finish(st)
-            elif not proc.streams_open:
-                with contextlib.suppress(Exception):
-                    proc.proc.wait(timeout=0.2)  # type: ignore[union-attr]
-                if proc.poll() is not None:
-                    self._finish(st)
         self._draw()
 
     def _lines(self, st: TrialState, stream: str, lines: list[str]) -> None:
@@ -591,7 +613,7 @@ class LocalRunner:
             )
             self._check_early_stop(st)
 
-    def _tail_metrics_file(self, st: TrialState, final: bool = False) -> None:
+    def _tail_metrics_file(self, st: TrialState, final: bool = False, record: bool = True) -> None:
         path = st.metrics_file
         if path is None or st.collection_error or not path.exists():
             return
@@ -617,7 +639,10 @@ class LocalRunner:
                     break
             else:
                 logs += self.plan.text_filter.parse(line)
-        self._add_logs(st, logs)
+        if record:
+            self._add_logs(st, logs)
+        else:
+            st.logs.extend(logs)
 
     def _check_early_stop(self, st: TrialState) -> None:
         if st.rule is None or st.proc is None or st.proc.stop_reason:
@@ -644,16 +669,10 @@ class LocalRunner:
     # ------------------------------------------------------------------ finishing
     def _finish(self, st: TrialState) -> None:
         proc = st.proc
-        assert proc is not None
-        for stream in list(proc.streams_open):
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(proc.fileno(stream))
-            for _ in range(64):  # the process has exited: what is left is in the pipe
-                lines, eof = proc.read(stream)
-                self._lines(st, stream, lines)
-                if eof:
-                    break
-        code = proc.finish()
+        assert proc is not None and proc.proc is not None
+        code = proc.proc.wait()
+        for stream in ("out", "err"):
+            self._lines(st, stream, proc.read(stream, final=True))
         self._tail_metrics_file(st, final=True)
         st.proc = None
         row = st.row
@@ -790,6 +809,8 @@ class LocalRunner:
             self.selector.register(r, selectors.EVENT_READ, None)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+            # a trial's exit wakes the loop at once (the handler does nothing; the wake-up fd does)
+            self._old_handlers[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _ignore)
         except ValueError:  # not the main thread: no signal handling
             pass
 
@@ -806,6 +827,10 @@ class LocalRunner:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             self._wake_r = None
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    pass
 
 
 def _params_text(assignments: dict[str, str]) -> str:

@@ -2,13 +2,17 @@
 
 A trial is a plain subprocess (never a shell: its argv is a list), in a process group of its own
 (a Ctrl-C in the terminal reaches the runner, which stops its trials itself). Its stdout and
-stderr are pipes the runner reads as they arrive (metric lines are parsed at once, for early
-stopping and the progress table) and copies to ``logs/<trial>.out`` / ``logs/<trial>.err``.
+stderr go straight to ``logs/<trial>.out`` / ``logs/<trial>.err`` (files, not pipes: nothing a
+trial prints is lost if the runner dies, and a trial never blocks on a busy runner); the runner
+reads what the files gained a few times a second and parses metric lines as they come (early
+stopping, the progress table).
 
 If the runner dies (``kill -9``), the kernel sends its trials SIGTERM (Linux
 ``PR_SET_PDEATHSIG``); the trainer stops between two steps with its ``last/`` checkpoint intact.
 Where that is not available, ``--resume`` finds survivors by pid and process start time and
-stops them (:func:`process_alive`, :func:`stop_process_group`).
+stops them (:func:`process_alive`, :func:`stop_process_group`), and re-reads the logs of the
+interrupted attempts (:func:`lines_since_attempt`) so that reports the dead runner had not yet
+recorded are not lost.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ def stop_process_group(pid: int, start: str | None, grace_s: float) -> str:
 
 
 class TrialProcess:
-    """One running attempt of a trial: the Popen, its two pipes and its log files."""
+    """One running attempt of a trial: the Popen and its two log files, read as they grow."""
 
     def __init__(
         self,
@@ -115,16 +119,14 @@ class TrialProcess:
         self.argv = argv
         self.env = env
         self.cwd = cwd
-        self.out_path = out_path
-        self.err_path = err_path
+        self.paths = {"out": out_path, "err": err_path}
         self.append = append
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid_start: str | None = None
         self.started = 0.0
         self.stderr_tail: deque[str] = deque(maxlen=tail_lines)
+        self._offset = {"out": 0, "err": 0}
         self._partial = {"out": b"", "err": b""}
-        self._open_streams: set[str] = set()
-        self._logs: dict[str, object] = {}
         self.stop_reason: str | None = None  # "early" | "kill" | "interrupt"
         self.stop_sent = 0.0
         self.kill_sent = False
@@ -132,32 +134,25 @@ class TrialProcess:
     # ------------------------------------------------------------------ start
     def start(self) -> TrialProcess:
         mode = "ab" if self.append else "wb"
-        self.out_path.parent.mkdir(parents=True, exist_ok=True)
-        self._logs = {"out": open(self.out_path, mode), "err": open(self.err_path, mode)}  # noqa: SIM115
+        self.paths["out"].parent.mkdir(parents=True, exist_ok=True)
         parent = os.getpid()
         kwargs: dict = {}
         if _LIBC is not None:
             kwargs["preexec_fn"] = lambda: _child_setup(parent)
-        try:
+        with open(self.paths["out"], mode) as out, open(self.paths["err"], mode) as err:
+            self._offset = {"out": out.tell(), "err": err.tell()}
             self.proc = subprocess.Popen(
                 self.argv,
                 cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=out,
+                stderr=err,
                 start_new_session=True,
-                bufsize=0,
                 **kwargs,
             )
-        except OSError:
-            self.close_logs()
-            raise
         self.started = time.time()
         self.pid_start = process_start_time(self.proc.pid)
-        for stream in ("out", "err"):
-            os.set_blocking(self.fileno(stream), False)
-        self._open_streams = {"out", "err"}
         return self
 
     @property
@@ -165,54 +160,26 @@ class TrialProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def fileno(self, stream: str) -> int:
-        assert self.proc is not None
-        pipe = self.proc.stdout if stream == "out" else self.proc.stderr
-        assert pipe is not None
-        return pipe.fileno()
-
-    @property
-    def streams_open(self) -> set[str]:
-        return set(self._open_streams)
-
     # ------------------------------------------------------------------ reading
-    def read(self, stream: str) -> tuple[list[str], bool]:
-        """Complete lines now available on a stream (copied to its log), and whether it ended."""
-        if stream not in self._open_streams:
-            return [], True
-        chunks = []
-        eof = False
-        while True:
-            try:
-                data = os.read(self.fileno(stream), 65536)
-            except BlockingIOError:
-                break
-            except OSError:
-                eof = True
-                break
-            if not data:
-                eof = True
-                break
-            chunks.append(data)
-            if len(data) < 65536:
-                break
-        data = b"".join(chunks)
-        log = self._logs.get(stream)
-        if data and log is not None:
-            log.write(data)  # type: ignore[attr-defined]
-            log.flush()  # type: ignore[attr-defined]
-        buf = self._partial[stream] + data
-        *complete, rest = buf.split(b"\n")
-        if eof and rest:
+    def read(self, stream: str, final: bool = False) -> list[str]:
+        """The complete lines the trial has added to a log since the last read (``final``: the
+        last partial line too)."""
+        try:
+            with open(self.paths[stream], "rb") as fh:
+                fh.seek(self._offset[stream])
+                data = fh.read()
+        except OSError:
+            return []
+        self._offset[stream] += len(data)
+        *complete, rest = (self._partial[stream] + data).split(b"\n")
+        if final and rest:
             complete.append(rest)
             rest = b""
         self._partial[stream] = rest
         lines = [c.decode("utf-8", "replace").rstrip("\r") for c in complete]
         if stream == "err":
             self.stderr_tail.extend(line for line in lines if line.strip())
-        if eof:
-            self._open_streams.discard(stream)
-        return lines, eof
+        return lines
 
     # ------------------------------------------------------------------ stopping
     def poll(self) -> int | None:
@@ -238,27 +205,35 @@ class TrialProcess:
             self.kill_sent = True
             self.signal_group(signal.SIGKILL)
 
-    def close_logs(self) -> None:
-        for log in self._logs.values():
-            with contextlib.suppress(OSError):
-                log.close()  # type: ignore[attr-defined]
-        self._logs = {}
-
-    def finish(self) -> int:
-        """Wait for the exit status, then close the pipes and logs (read them first)."""
-        assert self.proc is not None
-        code = self.proc.wait()
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        self._open_streams.clear()
-        self.close_logs()
-        return code
-
     def write_marker(self, text: str) -> None:
         """A line in both logs (before the process starts), e.g. where a new attempt begins."""
-        for path in (self.out_path, self.err_path):
+        for path in self.paths.values():
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a", encoding="utf-8") as fh:
                 fh.write(text.rstrip("\n") + "\n")
+
+
+ATTEMPT_MARKER = "----- kftune katib run: attempt "
+
+
+def attempt_marker(attempt: int, how: str) -> str:
+    return f"{ATTEMPT_MARKER}{attempt}, {how} -----"
+
+
+def lines_since_attempt(path: Path, attempt: int) -> list[str]:
+    """The lines of a trial log written by attempts >= ``attempt`` (attempts after the first begin
+    with :func:`attempt_marker`)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    current = 1
+    out: list[str] = []
+    for line in text.splitlines():
+        if line.startswith(ATTEMPT_MARKER):
+            with contextlib.suppress(ValueError):
+                current = int(line[len(ATTEMPT_MARKER) :].split(",")[0])
+            continue
+        if current >= attempt:
+            out.append(line.rstrip("\r"))
+    return out

@@ -210,6 +210,18 @@ class Store:
             )
             self._event(conn, trial, "metrics", {log[2]: log[3] for log in rows}, now)
 
+    def replace_metric_logs(
+        self, trial: str, from_attempt: int, attempt: int, logs: Iterable[MetricLog]
+    ) -> None:
+        """Set a trial's observation log from ``from_attempt`` on (recorded as ``attempt``)."""
+        now = time.time()
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM metric_logs WHERE trial = ? AND attempt >= ?", (trial, from_attempt))
+            conn.executemany(
+                "INSERT INTO metric_logs (trial, attempt, name, value, time) VALUES (?, ?, ?, ?, ?)",
+                [(trial, attempt, log.name, log.value, now) for log in logs],
+            )
+
     def trial(self, name: str) -> TrialRow | None:
         row = self.conn.execute("SELECT * FROM trials WHERE name = ?", (name,)).fetchone()
         return None if row is None else _decode(row)
