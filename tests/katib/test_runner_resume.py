@@ -176,10 +176,10 @@ def test_kill_9_mid_search_then_resume_keeps_finished_trials_and_resumes_running
             resumed_from_checkpoint += 1
             first, _, second = log.partition("attempt 2, resumed from")
             epochs_before = {
-                int(l.split()[0].split("=")[1]) for l in first.splitlines() if l.startswith("epoch=")
+                int(x.split()[0].split("=")[1]) for x in first.splitlines() if x.startswith("epoch=")
             }
             epochs_after = {
-                int(l.split()[0].split("=")[1]) for l in second.splitlines() if l.startswith("epoch=")
+                int(x.split()[0].split("=")[1]) for x in second.splitlines() if x.startswith("epoch=")
             }
             assert epochs_before and not epochs_before & epochs_after  # continued, not repeated
             assert f"--resume-from={Path(a.output_dir).resolve()}" in a.argv
