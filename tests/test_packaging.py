@@ -19,4 +19,8 @@ def test_every_package_directory_is_listed():
             rel = init.parent.relative_to(ROOT / top)
             found.add(".".join((name, *rel.parts)) if rel.parts else name)
     assert found == listed, f"add to / remove from [tool.setuptools] packages: {sorted(found ^ listed)}"
-    assert conf["package-dir"] == {"": "src", "kftune.components": "components", "kftune.pipelines": "pipelines"}
+    assert conf["package-dir"] == {
+        "": "src",
+        "kftune.components": "components",
+        "kftune.pipelines": "pipelines",
+    }

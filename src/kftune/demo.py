@@ -1,0 +1,248 @@
+"""``kftune demo --out DIR``: the local end-to-end demo behind ``make demo``.
+
+Stage 1 (this issue), on a laptop CPU in a few minutes:
+
+``prepare``   build the tiny random-init BERT and the demo NER corpus (cached in KFTUNE_HOME)
+``train``     fine-tune NER (original tag family) once on ``uncased`` and once on ``cased`` text
+``evaluate``  score each model on all seven casing variants of dev and test (``kftune evaluate``'s code)
+``report``    print the seed-000 tables (Development, Test) and write them to DIR/tables.md
+
+Each stage is a function ``stage_<name>(cfg, ctx)`` that reads and extends ``ctx``; later
+stages (an ASHA search, multi-seed retrains, a registry) slot in by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kftune.errors import UserError
+
+
+@dataclass
+class DemoConfig:
+    out: Path
+    epochs: int = 4
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    max_length: int = 64
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    seed: int = 42
+    tag_family: str = "original"
+    train_variants: tuple[str, ...] = ("uncased", "cased")
+    stages: tuple[str, ...] = ("prepare", "train", "evaluate", "report")
+
+
+@dataclass
+class Context:
+    timings: dict[str, float] = field(default_factory=dict)
+    model_dirs: dict[str, Path] = field(default_factory=dict)  # trained-on variant -> trial output dir
+    results: dict[str, dict] = field(
+        default_factory=dict
+    )  # trained-on variant -> {split: {variant: metrics}}
+    tables: dict[str, str] = field(default_factory=dict)  # "Development"/"Test" -> markdown
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def stage_prepare(cfg: DemoConfig, ctx: Context) -> None:
+    from kftune.data import load_corpus
+    from kftune.train.models import resolve_model
+
+    say(f"tiny model: {resolve_model('tiny')}")
+    corpus = load_corpus("demo:ner", "ner", family=cfg.tag_family)
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in corpus.splits.items())
+    say(f"demo NER corpus ({cfg.tag_family} tags, {len(corpus.labels())} labels): {sizes} sentences")
+
+
+class _Prefixed(io.TextIOBase):
+    """Echo a trial's metric lines with a prefix (the demo's stdout is for people)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                self.lines.append(line)
+                say(f"  {self.prefix}{line}")
+        return len(text)
+
+
+def stage_train(cfg: DemoConfig, ctx: Context) -> None:
+    from kftune.train.args import TrainArgs, validate
+    from kftune.train.cli import run_trial
+
+    for variant in cfg.train_variants:
+        out_dir = cfg.out / "models" / f"ner-{cfg.tag_family}-{variant}"
+        args = TrainArgs(
+            task="ner",
+            data="demo:ner",
+            model="tiny",
+            output_dir=str(out_dir),
+            learning_rate=cfg.learning_rate,
+            warmup_ratio=0.1,
+            num_epochs=cfg.epochs,
+            per_device_train_batch_size=cfg.batch_size,
+            max_length=cfg.max_length,
+            seed=cfg.seed,
+            tag_family=cfg.tag_family,
+            train_variant=variant,
+            eval_variant=variant,
+            max_train_samples=cfg.max_train_samples,
+            max_eval_samples=cfg.max_eval_samples,
+            keep="best",
+            tracking="off",
+            experiment="demo",
+            trial=f"ner-{cfg.tag_family}-{variant}",
+        )
+        validate(args)
+        say(f"training on {variant} ({cfg.epochs} epochs, lr {cfg.learning_rate:g}) -> {out_dir}")
+        t0 = time.perf_counter()
+        code = run_trial(args, _Prefixed(f"[{variant}] "))
+        if code != 0:
+            raise UserError(
+                f"demo: training on {variant} failed (exit {code}): see {out_dir / 'metrics.json'}",
+                exit_code=1,
+            )
+        say(f"  [{variant}] done in {time.perf_counter() - t0:.0f} s")
+        ctx.model_dirs[variant] = out_dir
+
+
+def stage_evaluate(cfg: DemoConfig, ctx: Context) -> None:
+    from kftune.data import load_corpus
+    from kftune.evaluate.crossvariant import evaluate_variants, format_matrix, variants_for, write_json
+    from kftune.train.modelio import load_trained
+
+    if not ctx.model_dirs:  # evaluate models of an earlier run
+        for variant in cfg.train_variants:
+            ctx.model_dirs[variant] = cfg.out / "models" / f"ner-{cfg.tag_family}-{variant}"
+    corpus = load_corpus("demo:ner", "ner", family=cfg.tag_family)
+    for variant, out_dir in ctx.model_dirs.items():
+        model, tokenizer, meta = load_trained(out_dir, "ner")
+        results = evaluate_variants(
+            model,
+            tokenizer,
+            "ner",
+            corpus,
+            variants=variants_for("ner"),
+            max_length=int(meta.get("max_length", cfg.max_length)),
+            max_samples=cfg.max_eval_samples,
+        )
+        ctx.results[variant] = results
+        write_json(cfg.out / "eval" / f"ner-{cfg.tag_family}-{variant}.json", results)
+        say(f"trained on {variant}, entity F1 by evaluation variant:")
+        say("\n".join("  " + line for line in format_matrix(results, "ner").splitlines()))
+
+
+def stage_report(cfg: DemoConfig, ctx: Context) -> None:
+    from kftune.evaluate.crossvariant import TableRow, seed_table, write_json
+
+    sections = []
+    for split, title in (("dev", "Development"), ("test", "Test")):
+        rows = [
+            TableRow(cfg.tag_family, variant, "-", {v: m["f1"] for v, m in res[split].items()})
+            for variant, res in ctx.results.items()
+            if split in res
+        ]
+        ctx.tables[title] = seed_table(rows)
+        sections.append(f"{title}:\n{ctx.tables[title]}\n")
+    text = "\n".join(sections)
+    (cfg.out / "tables.md").write_text(text, encoding="utf-8")
+    write_json(
+        cfg.out / "results.json",
+        {"config": _config_dict(cfg), "results": ctx.results, "timings": ctx.timings},
+    )
+    say("")
+    say(text)
+    say(f"tables written to {cfg.out / 'tables.md'}")
+
+
+STAGES: dict[str, Callable[[DemoConfig, Context], None]] = {
+    "prepare": stage_prepare,
+    "train": stage_train,
+    "evaluate": stage_evaluate,
+    "report": stage_report,
+}
+
+
+def _config_dict(cfg: DemoConfig) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()}
+
+
+def run(cfg: DemoConfig) -> Context:
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    ctx = Context()
+    t_all = time.perf_counter()
+    for name in cfg.stages:
+        say(f"== demo stage: {name}")
+        t0 = time.perf_counter()
+        STAGES[name](cfg, ctx)
+        ctx.timings[name] = round(time.perf_counter() - t0, 1)
+    ctx.timings["total"] = round(time.perf_counter() - t_all, 1)
+    say(f"demo finished in {ctx.timings['total']:.0f} s")
+    return ctx
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UserError(f"{message} (see kftune demo --help)")
+
+
+def main(argv: list[str]) -> int:
+    p = _Parser(prog="kftune demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="demo-out", help="output directory (default demo-out)")
+    p.add_argument("--epochs", type=_positive, default=4, help="training epochs per model (default 4)")
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-3,
+        help="learning rate (default 1e-3: the tiny model is random-init)",
+    )
+    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument(
+        "--max-train-samples", type=_positive, help="train on the first N sentences only (quick runs)"
+    )
+    p.add_argument(
+        "--max-eval-samples", type=_positive, help="evaluate on the first N dev/test sentences only"
+    )
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--stages", default=",".join(STAGES), help=f"comma-separated stages (default {','.join(STAGES)})"
+    )
+    a = p.parse_args(argv)
+    stages = tuple(s.strip() for s in a.stages.split(",") if s.strip())
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise UserError(f"--stages: unknown stage(s) {', '.join(unknown)}: choose from {', '.join(STAGES)}")
+    if "report" in stages and "evaluate" not in stages:
+        raise UserError("--stages: report needs evaluate in the same run")
+    cfg = DemoConfig(
+        out=Path(a.out),
+        epochs=a.epochs,
+        learning_rate=a.learning_rate,
+        batch_size=a.batch_size,
+        max_train_samples=a.max_train_samples,
+        max_eval_samples=a.max_eval_samples,
+        seed=a.seed,
+        stages=stages,
+    )
+    run(cfg)
+    sys.stdout.flush()
+    return 0
