@@ -847,6 +847,51 @@ def _rung_text(labels: dict[str, str]) -> str:
     return f" rung {rung}" + (f" (promoted from {parent})" if parent else "")
 
 
+# ----------------------------------------------------------------------------------- entry
+
+
+@dataclass
+class LocalRun:
+    plan: Plan
+    result: RunResult
+
+    @property
+    def result_file(self) -> Path:
+        return self.plan.layout.work_dir / "result.json"
+
+
+def run_local(options: Any, progress: Progress) -> LocalRun:
+    """Prepare (validate, override, check), run to the end, write ``result.json`` (not when
+    interrupted). ``options`` is a :class:`kftune.katib.runner_plan.RunOptions`."""
+    from kftune.katib.runner_plan import prepare
+
+    plan, store = prepare(options, progress.say)
+    progress.metric = plan.objective_metric
+    try:
+        for note in plan.path_map.notes:
+            progress.say(f"path {note}")
+        for note in plan.notes:
+            progress.say(f"note: {note}")
+        exp = plan.exp
+        progress.say(
+            f"experiment {exp.name}: algorithm {plan.algorithm.name}, {plan.problem.parallel_trial_count} "
+            f"parallel, max {exp.max_trial_count or 'unlimited'} trials; work dir {plan.layout.work_dir}"
+        )
+        result = LocalRunner(plan, store, progress, grace_s=options.grace_s).run()
+    finally:
+        store.close()
+    run = LocalRun(plan, result)
+    if not result.interrupted:
+        write_result(run.result_file, result.to_dict(plan.exp.name, str(plan.file)))
+        c = result.condition
+        progress.say(
+            f"experiment {plan.exp.name} {c.type} ({c.reason}): "
+            + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
+            + f"; result in {run.result_file}"
+        )
+    return run
+
+
 # ----------------------------------------------------------------------------------- output
 
 
@@ -862,4 +907,12 @@ def write_result(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["LocalRunner", "RunResult", "optimal_yaml", "render_command", "write_result"]
+__all__ = [
+    "LocalRun",
+    "LocalRunner",
+    "RunResult",
+    "optimal_yaml",
+    "render_command",
+    "run_local",
+    "write_result",
+]

@@ -116,8 +116,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    from kftune.katib.runner import LocalRunner, optimal_yaml, write_result
-    from kftune.katib.runner_plan import RunOptions, prepare
+    from kftune.katib.runner import optimal_yaml, run_local
+    from kftune.katib.runner_plan import RunOptions
     from kftune.katib.runner_progress import Progress
 
     args = parse(argv)
@@ -150,36 +150,13 @@ def main(argv: list[str]) -> int:
         threads_per_trial=args.threads_per_trial,
     )
     progress = Progress("", args.progress)
-    plan, store = prepare(options, progress.say)
-    progress.metric = plan.objective_metric
-    try:
-        for note in plan.path_map.notes:
-            progress.say(f"path {note}")
-        for note in plan.notes:
-            progress.say(f"note: {note}")
-        progress.say(
-            f"experiment {plan.exp.name}: algorithm {plan.algorithm.name}, "
-            f"{plan.problem.parallel_trial_count} parallel, max {plan.exp.max_trial_count or 'unlimited'} trials; "
-            f"work dir {plan.layout.work_dir}"
+    run = run_local(options, progress)
+    if run.result.interrupted:
+        print(
+            f"kftune katib run: interrupted; continue with --resume (work dir {run.plan.layout.work_dir})",
+            file=sys.stderr,
         )
-        runner = LocalRunner(plan, store, progress, grace_s=options.grace_s)
-        result = runner.run()
-        data = result.to_dict(plan.exp.name, str(plan.file))
-        if result.interrupted:
-            print(
-                f"kftune katib run: interrupted; continue with --resume (work dir {plan.layout.work_dir})",
-                file=sys.stderr,
-            )
-            return result.exit_code
-        write_result(plan.layout.work_dir / "result.json", data)
-        c = result.condition
-        progress.say(
-            f"experiment {plan.exp.name} {c.type} ({c.reason}): "
-            + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
-            + f"; result in {plan.layout.work_dir / 'result.json'}"
-        )
-        sys.stdout.write(optimal_yaml(result.optimal))
-        sys.stdout.flush()
-        return result.exit_code
-    finally:
-        store.close()
+        return run.result.exit_code
+    sys.stdout.write(optimal_yaml(run.result.optimal))
+    sys.stdout.flush()
+    return run.result.exit_code

@@ -104,6 +104,17 @@ class Overrides:
                 f"spec.parallelTrialCount: {parallel} -> {self.max_trial_count} (capped by --max-trial-count)"
             )
             spec["parallelTrialCount"] = self.max_trial_count
+        max_failed = spec.get("maxFailedTrialCount")
+        if (
+            self.max_trial_count is not None
+            and self.max_failed_trial_count is None
+            and isinstance(max_failed, int)
+            and max_failed > self.max_trial_count
+        ):
+            notes.append(
+                f"spec.maxFailedTrialCount: {max_failed} -> {self.max_trial_count} (capped by --max-trial-count)"
+            )
+            spec["maxFailedTrialCount"] = self.max_trial_count
         if self.goal is not None:
             objective = spec.setdefault("objective", {})
             notes.append(f"spec.objective.goal: {_show(objective.get('goal'))} -> {self.goal:g}")
