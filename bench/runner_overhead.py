@@ -188,7 +188,14 @@ def main() -> int:
         script = tmp / "trial.py"
         script.write_text(SCRIPT)
         path = tmp / "script.yaml"
-        path.write_text(experiment("bench-script", ["python", str(script)], ["${trialParameters.lr}"], a.n))
+        path.write_text(
+            experiment(
+                "bench-script",
+                ["python", str(script)],
+                ["${trialParameters.lr}", "/cache/trials/bench-script/${trialParameters.trialName}"],
+                a.n,
+            )
+        )
         print(f"workload script: {a.n} trials x {a.repeats} repeats", flush=True)
         results.append(measure("script", path, tmp, a.n, a.repeats, env))
         if not a.skip_trainer:

@@ -226,6 +226,19 @@ def test_asha_promotions_resume_from_the_parents_local_output(tmp_path, capsys):
         assert f"resuming from epoch {parent_epochs}" in Path(t["logs"]["stderr"]).read_text()
     fresh = [t for t in items if not t["labels"]["kftune.io/parent-trial"]]
     assert len(fresh) == 4 and all("--resume-from=" in t["argv"] for t in fresh)
+    # the run exported in the shapes of docs/contracts.md (tune/trials.json): epochs trained per trial
+    from kftune.katib.runner_export import tune_trials
+
+    exported = {t["name"]: t for t in tune_trials(work)}
+    for t in promoted:
+        parent = by_name[t["labels"]["kftune.io/parent-trial"]]
+        budget = {
+            p["name"]: int(float(p["value"])) for p in t["parameterAssignments"] if p["name"] == "epochs"
+        }
+        parent_budget = int(next(p["value"] for p in parent["parameterAssignments"] if p["name"] == "epochs"))
+        curve = exported[t["name"]]["curve"]
+        assert [c[0] for c in curve] == list(range(parent_budget + 1, budget["epochs"] + 1))
+        assert exported[t["name"]]["epochs"] == budget["epochs"] - parent_budget
 
 
 def test_a_shell_looking_value_is_one_argv_element_and_runs_no_shell(tmp_path, capsys):

@@ -241,3 +241,40 @@ def test_trial_roots_without_working_dir(tmp_path):
     path = write_experiment(tmp_path, experiment_yaml("nowd", working_dir=""))
     exp = load_experiment(path)
     assert trial_roots(exp) == ["/cache/trials/nowd"]
+
+
+# ------------------------------------------------------------------------------ progress
+
+
+def test_progress_table_redraws_only_on_change_and_plain_lines_elsewhere():
+    import io
+
+    from kftune.katib.runner_progress import Progress, TrialView
+
+    stream = io.StringIO()
+    progress = Progress("eval_f1", "table", stream)
+    views = [
+        TrialView("e-001", "Succeeded", {"lr": "0.001"}, {"kftune.io/rung": "0"}, "0.5", 0.0, 5.0),
+        TrialView("e-002", "Running", {"lr": "0.002"}, {"kftune.io/rung": "1"}, "", 1.0, None),
+    ]
+    progress.update(views, "e (asha): 2 trial(s)")
+    first = stream.getvalue()
+    lines = first.splitlines()
+    assert lines[1].split()[:5] == ["TRIAL", "STATUS", "RUNG", "EVAL_F1", "ELAPSED"]
+    assert lines[2].split()[:4] == ["e-001", "Succeeded", "0", "0.5"]
+    assert "lr=0.002" in lines[3]
+    progress.update(views, "e (asha): 2 trial(s)")
+    assert stream.getvalue() == first  # nothing changed: no redraw
+    views[1].status, views[1].objective = "Succeeded", "0.7"
+    progress.update(views, "e (asha): 2 trial(s)")
+    redraw = stream.getvalue()[len(first) :]
+    assert redraw.startswith("\x1b[4F\x1b[J") and "0.7" in redraw  # moved up over the old table
+    progress.say("e-003 Failed")
+    assert "e-003 Failed\n" in stream.getvalue()
+
+    plain = io.StringIO()
+    p2 = Progress("eval_f1", "plain", plain)
+    p2.update(views, "ignored")
+    p2.event("e-001", "Succeeded eval_f1=0.5")
+    assert plain.getvalue().endswith("e-001 Succeeded eval_f1=0.5\n") and "TRIAL" not in plain.getvalue()
+    assert Progress("x", "auto", io.StringIO()).mode == "plain"  # not a terminal
