@@ -43,6 +43,9 @@ def main() -> int:
     p.add_argument("--noise", action="store_true", help="print non-metric chatter on stderr")
     p.add_argument("--mode", choices=("ok", "fail", "nan", "quiet"), default="ok")
     p.add_argument("--ignore-term", action="store_true", help="ignore SIGTERM (an unkillable orphan)")
+    p.add_argument(
+        "--sleep-once", nargs=2, metavar=("MARKER", "S"), help="sleep S s if MARKER is absent (create it)"
+    )
     args = p.parse_args()
     if args.mode == "fail":
         args.fail_at = args.fail_at or 1
@@ -68,7 +71,10 @@ def main() -> int:
         print(f"resuming from epoch {start}", file=sys.stderr)
     for epoch in range(start + 1, args.epochs + 1):
         if args.noise:
-            print(f"training epoch {epoch} of {args.epochs}", file=sys.stderr)
+            print(f"training epoch {epoch} of {args.epochs}", file=sys.stderr, flush=True)
+        if args.sleep_once and not Path(args.sleep_once[0]).exists():
+            Path(args.sleep_once[0]).touch()
+            time.sleep(float(args.sleep_once[1]))
         time.sleep(args.sleep + (args.sleep_if_bad if score(args.lr, 1) < 0.1 else 0.0))
         if epoch == args.fail_at:
             print(f"RuntimeError: boom at epoch {epoch}", file=sys.stderr)

@@ -194,8 +194,19 @@ def test_kill_9_mid_search_then_resume_keeps_finished_trials_and_resumes_running
 
 def test_an_orphan_that_ignores_sigterm_is_killed_on_resume(tmp_path, monkeypatch):
     monkeypatch.setenv("KFTUNE_HOME", str(tmp_path / "home"))
-    # one long epoch: the orphan writes nothing (a write to the dead runner's pipe would end it)
-    args = ["--lr", "${trialParameters.lr}", "--epochs", "1", "--sleep", "1.5", "--ignore-term", "--noise"]
+    # the first attempt sleeps a minute ignoring SIGTERM: it is still there when --resume starts
+    once = tmp_path / "slept"
+    args = [
+        "--lr",
+        "${trialParameters.lr}",
+        "--epochs",
+        "1",
+        "--sleep-once",
+        str(once),
+        "60",
+        "--ignore-term",
+        "--noise",
+    ]
     path = write_experiment(tmp_path, experiment_yaml(args=args, max_trials=1, parallel=1))
     work = tmp_path / "w"
     runner = start_runner(path, work)
@@ -238,7 +249,7 @@ def test_an_orphan_that_ignores_sigterm_is_killed_on_resume(tmp_path, monkeypatc
 
 def test_ctrl_c_stops_the_trials_and_resume_finishes_the_run(tmp_path, monkeypatch):
     monkeypatch.setenv("KFTUNE_HOME", str(tmp_path / "home"))
-    args = ["--lr", "${trialParameters.lr}", "--epochs", "3", "--sleep", "0.3"]
+    args = ["--lr", "${trialParameters.lr}", "--epochs", "3", "--sleep", "0.5"]
     path = write_experiment(tmp_path, experiment_yaml(args=args, max_trials=3, parallel=2))
     work = tmp_path / "w"
     runner = start_runner(path, work)

@@ -369,7 +369,13 @@ class LocalRunner:
             return
         suggest_s = time.perf_counter() - t0
         for s in suggestions:
-            self._new_trial(s.assignments, s.labels, s.trial_name, suggest_s)
+            try:
+                self._new_trial(s.assignments, s.labels, s.trial_name, suggest_s)
+            except UserError as exc:  # Katib would fail to create the trial: no more trials
+                self.suggestion_done = True
+                self.done_message = f"a trial could not be rendered: {exc}"
+                self.progress.say(f"cannot create a trial for {s.assignments}: {exc}")
+                return
         if len(suggestions) < slots:
             self.dirty = False
             if self.plan.algorithm.is_complete(self.plan.problem, self.records()):
