@@ -363,6 +363,16 @@ def test_katib_run_requires_local_and_a_fresh_work_dir(tmp_path, capsys):
         tmp_path, experiment_yaml(max_trials=1, parallel=1), "--resume", capsys=capsys
     )
     assert rc == 0 and "bestTrialName: fake-001" in out
+    # a larger --max-trial-count continues a finished search (Katib lets a user raise it)
+    rc, out, err, _ = run_local(
+        tmp_path,
+        experiment_yaml(max_trials=1, parallel=1),
+        "--resume",
+        "--max-trial-count",
+        "2",
+        capsys=capsys,
+    )
+    assert rc == 0 and [t["name"] for t in trials_json(work, capsys)] == ["fake-001", "fake-002"]
     # ... but a different experiment is refused
     rc, _, err, _ = run_local(
         tmp_path,
