@@ -316,6 +316,10 @@ class LocalRunner:
         except Interrupted:
             interrupted = True
             self._stop_all("interrupt")
+        except BaseException:  # a bug or an unexpected error: leave no trial running behind
+            with contextlib.suppress(Exception):
+                self._stop_all("interrupt")
+            raise
         finally:
             self._restore_signals()
             self.progress.close()
