@@ -183,16 +183,19 @@ def test_medianstop_stops_a_running_trial_with_sigterm(tmp_path, capsys):
     assert store.trial("fake-001").stop_rule is None  # no rule before 2 trials had succeeded
 
 
-def test_asha_promotions_resume_from_the_parents_local_output(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "algorithm, settings",
+    [
+        ("asha", {"reduction_factor": "2", "num_configurations": "4", "sampler": "random"}),
+        # one Hyperband iteration of BOHB with budgets 1, 2, 4: stages of 4, 2 and 1 trials
+        ("bohb", {"reduction_factor": "2", "num_iterations": "1"}),
+    ],
+)
+def test_promotions_resume_from_the_parents_local_output(tmp_path, capsys, algorithm, settings):
     text = experiment_yaml(
         "asha",
-        algorithm="asha",
-        settings={
-            "resource_name": "epochs",
-            "reduction_factor": "2",
-            "num_configurations": "4",
-            "sampler": "random",
-        },
+        algorithm=algorithm,
+        settings={"resource_name": "epochs", **settings},
         parameters=ASHA_PARAMS,
         trial_parameters=ASHA_TRIAL_PARAMS,
         args=[
