@@ -244,7 +244,7 @@ def main() -> int:
     print()
     print(
         f"{'workload':<9} {'trials':>6} {'bare s/trial':>13} {'runner s/trial':>15} {'overhead s':>11} "
-        f"{'overhead %':>11} {'start-up s':>11}  target (<=0.3 s or <=2%)"
+        f"{'overhead %':>11} {'gap s':>7} {'start-up s':>11}  target (<=0.3 s or <=2%)"
     )
     for r in results:
         print(
