@@ -312,6 +312,13 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
+        "--search-configurations",
+        type=_positive,
+        default=DemoConfig.search_configurations,
+        help=f"configurations the search stage starts (default {DemoConfig.search_configurations}; "
+        "ASHA promotes about a third of them)",
+    )
+    p.add_argument(
         "--stages", default=",".join(STAGES), help=f"comma-separated stages (default {','.join(STAGES)})"
     )
     a = p.parse_args(argv)
@@ -330,7 +337,13 @@ def main(argv: list[str]) -> int:
         max_eval_samples=a.max_eval_samples,
         seed=a.seed,
         stages=stages,
+        search_configurations=a.search_configurations,
     )
+    # a shrunk demo shrinks the search too
+    for name in ("max_train_samples", "max_eval_samples"):
+        given, default = getattr(a, name), getattr(cfg, f"search_{name}")
+        if given is not None and (default is None or given < default):
+            setattr(cfg, f"search_{name}", given)
     run(cfg)
     sys.stdout.flush()
     return 0
