@@ -16,6 +16,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "run": ("kftune.katib.runner_cli", "run an Experiment locally (--local): trials as subprocesses"),
     "trials": ("kftune.katib.trials_cmd", "list the trials of a local run, like kubectl get trials"),
+    "serve": (
+        "kftune.katib.service",
+        "serve kftune's algorithms (asha, bohb, ...) over Katib's Suggestion gRPC API",
+    ),
+    "submit": (
+        "kftune.katib.submit_cmd",
+        "validate an Experiment file, create it on the cluster and follow it",
+    ),
+    "best": ("kftune.katib.best_cmd", "print an Experiment's status.currentOptimalTrial"),
 }
 
 
