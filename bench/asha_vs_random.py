@@ -8,11 +8,13 @@ overrides (tiny model, demo corpus, learning rate 1e-4..3e-3, a training subset)
 
 - **random**: the same file with ``algorithm: random`` and the epoch parameter removed: every
   configuration trains the full budget R (``--num-epochs R``);
-- **asha**: the file as it is (ASHA, reduction factor eta, budgets 1 .. R), new configurations drawn
-  by the ``random`` sampler (the same prior as random search) and, with ``--samplers
-  random,tpe``, also by TPE (the seed's TPE + ASHA).
+- **asha**: the file as it is (ASHA, reduction factor eta, budgets 1 .. R, ``maxTrialCount`` as the
+  budget: a new configuration whenever no promotion is due), new configurations drawn by the
+  ``random`` sampler (the same prior as random search) and, with ``--samplers random,tpe``, also by
+  TPE (the seed's TPE + ASHA).
 
-Each search has N configurations and a seed (``random_state``); several seeds. A trial's F1 is
+Random search has N configurations, ASHA 2N trials (``--asha-trials``); a seed (``random_state``)
+per pair of searches; several seeds. A trial's F1 is
 Katib's observation (its max eval_f1 over its epochs); a search's best F1 is its optimal trial's;
 "epochs" are the epochs trained (a promotion resumes its parent's checkpoint: it counts only its own).
 Besides the final figures, the *anytime* best F1 (best over the trials finished so far, in
@@ -67,11 +69,11 @@ def variant(raw: dict, kind: str, seed: int, configs: int, max_epochs: int, eta:
         spec["maxTrialCount"] = configs
     else:
         settings = {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]}
+        settings.pop("num_configurations", None)  # maxTrialCount is the budget, the Katib way
         settings.update(
             {
                 "sampler": sampler,
                 "random_state": str(seed),
-                "num_configurations": str(configs),
                 "reduction_factor": str(eta),
                 "n_startup_trials": str(max(2, configs // 3)),
             }
@@ -80,7 +82,7 @@ def variant(raw: dict, kind: str, seed: int, configs: int, max_epochs: int, eta:
         for p in spec["parameters"]:
             if p["name"] == "num_epochs":
                 p["feasibleSpace"] = {"min": "1", "max": str(max_epochs)}
-        spec["maxTrialCount"] = configs * 4
+        spec["maxTrialCount"] = configs  # here: trials, not configurations
     spec["maxFailedTrialCount"] = configs
     name = raw["metadata"]["name"]
     container = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
@@ -105,10 +107,17 @@ def run_search(path: Path, work: Path, args: argparse.Namespace, env: dict[str, 
     ]  # fmt: skip
     if args.eval_samples:
         cmd += ["--set-arg", f"--max-eval-samples={args.eval_samples}"]
+    if (work / "result.json").is_file():  # finished in an earlier run of the bench (--keep)
+        print(f"    {label}: reusing {work}", flush=True)
+        cmd = []
+    elif (work / "experiment.db").is_file():  # interrupted earlier: continue it
+        cmd.append("--resume")
     if args.threads_per_trial is not None:
         cmd += ["--threads-per-trial", str(args.threads_per_trial)]
     t0 = time.time()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd or ["true"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     tail: list[str] = []
     assert proc.stderr is not None
     for line in proc.stderr:
@@ -157,7 +166,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--configs", type=int, default=9, help="configurations per search (default 9)")
-    p.add_argument("--asha-configs", type=int, help="configurations per ASHA search (default: --configs)")
+    p.add_argument(
+        "--asha-trials", type=int, help="maxTrialCount of the ASHA searches (default: 2 x --configs)"
+    )
     p.add_argument("--max-epochs", type=int, default=9, help="R: the full budget (default 9)")
     p.add_argument("--eta", type=int, default=3, help="ASHA's reduction factor (default 3)")
     p.add_argument(
@@ -192,7 +203,7 @@ def main() -> int:
             row: dict = {"seed": seed}
             for kind, sampler in [("random", "random"), *[("asha", s) for s in samplers]]:
                 label = "random" if kind == "random" else f"asha-{sampler}"
-                n = args.configs if kind == "random" else (args.asha_configs or args.configs)
+                n = args.configs if kind == "random" else (args.asha_trials or 2 * args.configs)
                 exp = variant(raw, kind, seed, n, args.max_epochs, args.eta, sampler)
                 path = tmp / f"{exp['metadata']['name']}.yaml"
                 path.write_text(json.dumps(exp, indent=1))  # JSON is YAML, and every string stays quoted

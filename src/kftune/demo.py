@@ -8,7 +8,7 @@ Stage 1 (this issue), on a laptop CPU in a few minutes:
 ``report``    print the seed-000 tables (Development, Test) and write them to DIR/tables.md
 ``search``    a small TPE + ASHA search run locally from ``katib/ner-asha.yaml`` itself (``kftune katib
               run --local`` with explicit overrides: tiny model, demo corpus, the tiny model's
-              learning-rate range, 9 configurations, budgets of 1 and 3 epochs on a subset); prints
+              learning-rate range, 13 trials, budgets of 1 and 3 epochs on a subset); prints
               the best trial (Katib's ``currentOptimalTrial``) and seed 000's "Successful
               Hyperparameters" table (DIR/search.md; trials in DIR/search/)
 
@@ -44,7 +44,7 @@ class DemoConfig:
     stages: tuple[str, ...] = ("prepare", "train", "evaluate", "report", "search")
     # the search stage (sizes chosen so that it takes about 2 minutes on 2 cores)
     search_file: Path | None = None  # default: katib/ner-asha.yaml of this checkout
-    search_configurations: int = 9
+    search_trials: int = 13  # maxTrialCount: new configurations and promotions (about a third)
     search_max_epochs: int = 3  # ASHA rungs of 1 and 3 epochs (reduction factor 3)
     search_parallel: int = 2
     search_learning_rate: str = "1e-4:3e-3"  # a random-init model needs far more than the seed's 6e-6..5e-5
@@ -198,10 +198,8 @@ def search_overrides(cfg: DemoConfig):
     return Overrides(
         set_args=set_args,
         params=[f"learning_rate={cfg.search_learning_rate}", f"num_epochs=1:{cfg.search_max_epochs}"],
-        algorithm_settings=[
-            f"num_configurations={cfg.search_configurations}",
-            f"n_startup_trials={max(2, cfg.search_configurations // 2)}",
-        ],
+        algorithm_settings=[f"n_startup_trials={max(2, cfg.search_trials // 3)}"],
+        max_trial_count=cfg.search_trials,
         parallel=cfg.search_parallel,
     )
 
@@ -233,7 +231,8 @@ def stage_search(cfg: DemoConfig, ctx: Context) -> None:
     flags = [f"--set-arg {a}" for a in overrides.set_args]
     flags += [f"--param {p}" for p in overrides.params]
     flags += [f"--algorithm-setting {a}" for a in overrides.algorithm_settings]
-    flags += [f"--parallel {overrides.parallel}", f"--work-dir {work}"]
+    flags += [f"--max-trial-count {overrides.max_trial_count}", f"--parallel {overrides.parallel}"]
+    flags += [f"--work-dir {work}"]
     say(f"kftune katib run {file} --local \\\n    " + " \\\n    ".join(flags))
     progress = Progress("", "auto", stream=sys.stdout)
     run = run_local(RunOptions(file, work, overrides=overrides, progress="auto"), progress)
@@ -312,11 +311,11 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
-        "--search-configurations",
+        "--search-trials",
         type=_positive,
-        default=DemoConfig.search_configurations,
-        help=f"configurations the search stage starts (default {DemoConfig.search_configurations}; "
-        "ASHA promotes about a third of them)",
+        default=DemoConfig.search_trials,
+        help=f"trials of the search stage (maxTrialCount, default {DemoConfig.search_trials}): "
+        "new configurations and their promotions",
     )
     p.add_argument(
         "--stages", default=",".join(STAGES), help=f"comma-separated stages (default {','.join(STAGES)})"
@@ -337,7 +336,7 @@ def main(argv: list[str]) -> int:
         max_eval_samples=a.max_eval_samples,
         seed=a.seed,
         stages=stages,
-        search_configurations=a.search_configurations,
+        search_trials=a.search_trials,
     )
     # a shrunk demo shrinks the search too
     for name in ("max_train_samples", "max_eval_samples"):

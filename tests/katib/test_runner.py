@@ -184,14 +184,15 @@ def test_medianstop_stops_a_running_trial_with_sigterm(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "algorithm, settings",
+    "algorithm, settings, max_trials",
     [
-        ("asha", {"reduction_factor": "2", "num_configurations": "4", "sampler": "random"}),
-        # one Hyperband iteration of BOHB with budgets 1, 2, 4: stages of 4, 2 and 1 trials
-        ("bohb", {"reduction_factor": "2", "num_iterations": "1"}),
+        # maxTrialCount is the budget (the Katib way): a new configuration whenever none is promotable
+        ("asha", {"reduction_factor": "2", "sampler": "random"}, 10),
+        # BOHB with budgets 1, 2, 4: iterations with first stages of 4, 2 and 3 trials
+        ("bohb", {"reduction_factor": "2", "num_iterations": "3"}, 9),
     ],
 )
-def test_promotions_resume_from_the_parents_local_output(tmp_path, capsys, algorithm, settings):
+def test_promotions_resume_from_the_parents_local_output(tmp_path, capsys, algorithm, settings, max_trials):
     text = experiment_yaml(
         "asha",
         algorithm=algorithm,
@@ -206,16 +207,16 @@ def test_promotions_resume_from_the_parents_local_output(tmp_path, capsys, algor
             "--resume-from=$(PARENT)",
         ],
         env=PARENT_ENV,
-        max_trials=20,
+        max_trials=max_trials,
         parallel=2,
     )
     rc, _, err, work = run_local(tmp_path, text, capsys=capsys)
     assert rc == 0, err
     items = trials_json(work, capsys)
     result = json.loads((work / "result.json").read_text())
-    assert result["condition"]["reason"] == "ExperimentSuggestionEndReached"
+    assert result["condition"]["reason"] == "ExperimentMaxTrialsReached" and len(items) == max_trials
     promoted = [t for t in items if t["labels"]["kftune.io/parent-trial"]]
-    assert promoted, "ASHA promoted nothing"
+    assert promoted, f"{algorithm} promoted nothing"
     by_name = {t["name"]: t for t in items}
     for t in promoted:
         parent = by_name[t["labels"]["kftune.io/parent-trial"]]
@@ -228,7 +229,7 @@ def test_promotions_resume_from_the_parents_local_output(tmp_path, capsys, algor
         assert f"epoch={parent_epochs} " not in out and f"epoch={parent_epochs + 1} " in out
         assert f"resuming from epoch {parent_epochs}" in Path(t["logs"]["stderr"]).read_text()
     fresh = [t for t in items if not t["labels"]["kftune.io/parent-trial"]]
-    assert len(fresh) == 4 and all("--resume-from=" in t["argv"] for t in fresh)
+    assert len(fresh) >= 3 and all("--resume-from=" in t["argv"] for t in fresh)
     # the run exported in the shapes of docs/contracts.md (tune/trials.json): epochs trained per trial
     from kftune.katib.runner_export import tune_trials
 

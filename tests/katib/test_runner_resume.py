@@ -23,7 +23,6 @@ ASHA = dict(
     settings={
         "resource_name": "epochs",
         "reduction_factor": "2",
-        "num_configurations": "5",
         "sampler": "random",
     },
     parameters="""
@@ -41,7 +40,7 @@ ASHA = dict(
                     valueFrom:
                       fieldRef:
                         fieldPath: metadata.labels['kftune.io/parent-trial']""",
-    max_trials=20,
+    max_trials=9,
     parallel=2,
 )
 

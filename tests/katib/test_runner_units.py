@@ -174,9 +174,10 @@ def test_drop_arg_env_param_settings_and_counts():
     assert spec["parameters"][5]["feasibleSpace"]["list"] == ["8", "16"]
     settings = {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]}
     assert settings["num_configurations"] == "6" and settings["n_startup_trials"] == "3"
+    assert "spec.algorithm setting num_configurations: (unset) -> 6" in notes
     assert (spec["maxTrialCount"], spec["parallelTrialCount"], spec["objective"]["goal"]) == (12, 2, 0.9)
     assert "parameter learning_rate: 6e-6..5e-5 -> 1e-4..3e-3" in notes
-    assert "spec.maxTrialCount: 71 -> 12" in notes
+    assert "spec.maxTrialCount: 110 -> 12" in notes
     assert "env KFTUNE_PARENT_TRIAL: (valueFrom) -> x" in notes
 
 

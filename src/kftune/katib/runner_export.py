@@ -4,6 +4,7 @@
   curve: [[epoch, objective], ...], epochs}`` (``epochs``: epochs this trial trained itself; a
   promotion resumed from its parent counts only its own).
 - :func:`tune_best`: ``tune/best.json``: Katib's ``currentOptimalTrial`` plus the objective.
+- :func:`experiment_yaml`: ``tune/experiment.yaml``: the Experiment as run (after the overrides).
 - :func:`hyperparam_row`: the best trial as a row of seed 000's "Successful Hyperparameters" table
   (``kftune.report.tables.HyperparamRow``), with the tag family and training variant read from the
   trial's ``kftune train`` arguments.
@@ -15,6 +16,8 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from kftune.katib.experiment import Experiment
 from kftune.katib.runner_status import objective_text
@@ -105,8 +108,37 @@ def tune_best(work_dir: str | Path) -> dict[str, Any] | None:
     return {**best, "objective": {"type": otype, "metric": metric}}
 
 
+# scalars a YAML 1.2 reader (kubectl) would not read as strings: quote them when they are strings
+_NOT_A_STRING = re.compile(
+    r"[-+]?(\d[\d_]*)?\.?\d*([eE][-+]?\d+)?|0x[0-9a-fA-F]+|0o[0-7]+|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"
+    r"|true|True|TRUE|false|False|FALSE|null|Null|NULL|~|yes|no|on|off|y|n|Yes|No|On|Off|Y|N"
+)
+
+
+class _KubeDumper(yaml.SafeDumper):
+    pass
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if value == "" or _NOT_A_STRING.fullmatch(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_KubeDumper.add_representer(str, _str_representer)
+
+
+def experiment_yaml(work_dir: str | Path) -> str:
+    """The Experiment the local run ran (after its overrides), as YAML that kubectl reads back alike."""
+    store = _open(work_dir)
+    try:
+        spec = store.get_meta("spec") or {}
+    finally:
+        store.close()
+    return yaml.dump(spec, Dumper=_KubeDumper, sort_keys=False, default_flow_style=False)
+
+
 def write_tune_dir(work_dir: str | Path, tune_dir: str | Path) -> None:
-    """Write ``tune/trials.json`` and ``tune/best.json`` for a run directory."""
+    """Write ``tune/trials.json``, ``tune/best.json`` and ``tune/experiment.yaml`` for a run directory."""
     tune_dir = Path(tune_dir)
     tune_dir.mkdir(parents=True, exist_ok=True)
     (tune_dir / "trials.json").write_text(
@@ -115,6 +147,7 @@ def write_tune_dir(work_dir: str | Path, tune_dir: str | Path) -> None:
     best = tune_best(work_dir)
     if best is not None:
         (tune_dir / "best.json").write_text(json.dumps(best, indent=2) + "\n", encoding="utf-8")
+    (tune_dir / "experiment.yaml").write_text(experiment_yaml(work_dir), encoding="utf-8")
 
 
 def _arg(argv: list[str], flag: str) -> str | None:
