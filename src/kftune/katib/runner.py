@@ -6,7 +6,8 @@ The loop is Katib's experiment and trial controllers, with trials as subprocesse
    not reached, the experiment's algorithm (``kftune.hpo``, the same code as the suggestion
    service) gets every trial so far (assignments, status, observation, labels, reports) and
    proposes up to that many new ones; fewer means "wait" (ASHA waiting for a rung), and
-   ``is_complete`` ends the search.
+   ``is_complete`` (or nothing proposed with nothing running) ends the search - locally; Katib
+   itself only ends on the goal, ``maxFailedTrialCount`` or ``maxTrialCount``.
 2. **Render.** Each proposal becomes a trial named ``<experiment>-<NNN>`` and is rendered as Katib
    renders it (``Experiment.render_trial``/``trial_command``): ``${trialParameters.*}``,
    ``${trialSpec.Name}``..., the suggestion's labels copied onto the pod and read by downward-API

@@ -10,7 +10,10 @@
   <= when minimising) -> Succeeded ``ExperimentGoalReached``; failed trials (Failed +
   MetricsUnavailable) >= ``maxFailedTrialCount`` (and > 0) -> Failed ``ExperimentFailed``; completed
   trials >= ``maxTrialCount`` -> Succeeded ``ExperimentMaxTrialsReached``; the suggestion algorithm
-  has nothing more to propose and no trial is active -> Succeeded ``ExperimentSuggestionEndReached``.
+  has nothing more to propose and no trial is active -> Succeeded ``ExperimentSuggestionEndReached``
+  (local only: Katib's controller has that branch but always passes ``getSuggestionDone=false``, so
+  on a cluster such an experiment waits; the validator makes ASHA/BOHB searches end by
+  ``maxTrialCount`` instead).
   As in Katib, trials still running when the experiment completes run to their end.
 """
 
