@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         "cluster, trials as subprocesses, Katib's metrics-collector semantics, every event recorded "
         "in WORK_DIR/experiment.db.",
         epilog="example: kftune katib run katib/ner-asha.yaml --local --set-arg --model=tiny "
-        "--set-arg --data=demo:ner --param learning_rate=1e-4:3e-3 "
-        "--algorithm-setting num_configurations=6 --param num_epochs=1:3 --set-arg --schedule-epochs=3",
+        "--set-arg --data=demo:ner --param learning_rate=1e-4:3e-3 --param num_epochs=1:3 "
+        "--set-arg --schedule-epochs=3 --max-trial-count 13 --parallel 2 "
+        "(see docs/local-runner.md; `kftune katib trials DIR` lists the trials)",
     )
     p.add_argument("file", type=Path, metavar="FILE", help="a Katib Experiment YAML file")
     p.add_argument(
