@@ -391,3 +391,32 @@ def test_tiny_model_range_override_against_the_real_asha_file(tmp_path):
     exp = load_experiment(Path(__file__).resolve().parents[2] / "katib" / "ner-asha.yaml")
     raw, _ = Overrides(params=["learning_rate=1e-4:3e-3"]).apply(exp.raw)
     assert raw["spec"]["parameters"][0]["feasibleSpace"]["min"] == "1e-4"
+
+
+def test_dry_run_renders_every_katib_file_locally_and_records_nothing(tmp_path, capsys):
+    root = Path(__file__).resolve().parents[2] / "katib"
+    for path in sorted(root.glob("*.yaml")):
+        work = tmp_path / path.stem
+        rc = kftune_main(
+            [
+                "katib",
+                "run",
+                str(path),
+                "--local",
+                "--dry-run",
+                "--work-dir",
+                str(work),
+                "--set-arg",
+                "--model=tiny",
+            ]
+        )
+        out, err = capsys.readouterr()
+        assert rc == 0, f"{path.name}: {err}"
+        assert not (work / "experiment.db").exists()
+        command = out.splitlines()[-1]
+        assert " -m kftune train " in command or " -m torch.distributed.run " in command, out
+        assert "--model tiny" in command and f"{work}/trials/" in command  # output dir mapped per trial
+        if path.stem in ("ner-asha", "ner-bohb"):
+            assert out.splitlines()[1] == f"cd {work}/trials" and "--resume-from=" in command
+        if path.stem == "mlm-perplexity":
+            assert "--nnodes=1" in command and "PyTorchJob" in err

@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir", type=Path, help="trial outputs, logs, experiment.db (default runs/katib-NAME)"
     )
     p.add_argument("--resume", action="store_true", help="continue the run recorded in --work-dir")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate, apply the overrides, check and print one probe trial (argv, env, working dir); run nothing",
+    )
     g = p.add_argument_group("overrides (each is printed; applied before validation and rendering)")
     g.add_argument(
         "--set-arg",
@@ -116,6 +121,25 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return build_parser().parse_args(_join_flag_values(argv))
 
 
+def dry_run(options, progress) -> int:
+    import shlex
+
+    from kftune.katib.runner_plan import prepare
+
+    plan, _ = prepare(options, progress.say)
+    for note in plan.path_map.notes:
+        progress.say(f"path {note}")
+    for note in plan.notes:
+        progress.say(f"note: {note}")
+    probe = plan.probe
+    print(f"# {plan.exp.name}: algorithm {plan.algorithm.name}; a probe trial with mid-range values:")
+    print(f"cd {shlex.quote(probe.cwd or '.')}")
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in probe.env.items())
+    print(f"env {env} \\" if env else "", end="\n" if env else "")
+    print("  " + " ".join(shlex.quote(a) for a in probe.argv))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     from kftune.katib.runner import optimal_yaml, run_local
     from kftune.katib.runner_plan import RunOptions
@@ -149,8 +173,11 @@ def main(argv: list[str]) -> int:
         progress=args.progress,
         grace_s=args.grace_period,
         threads_per_trial=args.threads_per_trial,
+        dry_run=args.dry_run,
     )
     progress = Progress("", args.progress)
+    if args.dry_run:
+        return dry_run(options, progress)
     run = run_local(options, progress)
     if run.result.interrupted:
         print(

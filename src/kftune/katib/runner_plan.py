@@ -47,6 +47,7 @@ class RunOptions:
     progress: str = "auto"
     grace_s: float = 30.0
     threads_per_trial: int | None = None  # None: CPUs / parallel trials; 0: leave alone
+    dry_run: bool = False  # prepare and render a probe trial; record and run nothing
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Plan:
     parameter_order: list[str]
     threads_per_trial: int
     notes: list[str] = field(default_factory=list)
+    probe: Any = None  # the probe trial's LocalCommand (rendered with mid-range values)
 
     @property
     def objective_metric(self) -> str:
@@ -251,7 +253,7 @@ def prepare(options: RunOptions, say: Callable[[str], None]) -> tuple[Plan, Stor
     stored: dict[str, Any] | None = None
     if dbfile.exists():
         store = Store.open(dbfile)
-        if not options.resume:
+        if not options.resume and not options.dry_run:
             n, held = len(store.trials()), store.get_meta("experiment")
             store.close()
             raise UserError(
@@ -288,7 +290,7 @@ def prepare(options: RunOptions, say: Callable[[str], None]) -> tuple[Plan, Stor
                 base.goal,
             )
         options.volumes = options.volumes or stored["volumes"]
-    elif options.resume:
+    elif options.resume and not options.dry_run:
         raise UserError(f"--resume: {work_dir} holds no local run ({dbfile.name} not found); drop --resume")
     else:
         store = None  # type: ignore[assignment]
@@ -359,6 +361,11 @@ def prepare(options: RunOptions, say: Callable[[str], None]) -> tuple[Plan, Stor
 
     probe = render_command(plan, _probe_assignments(problem), f"{exp.name}-probe", {})
     check_command(probe.argv, probe.env)
+    plan.probe = probe
+    if options.dry_run:
+        if store is not None:
+            store.close()
+        return plan, None  # type: ignore[return-value]
 
     if store is None:
         store = Store.open(dbfile, create=True)
