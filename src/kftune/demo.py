@@ -6,6 +6,11 @@ Stage 1 (this issue), on a laptop CPU in a few minutes:
 ``train``     fine-tune NER (original tag family) once on ``uncased`` and once on ``cased`` text
 ``evaluate``  score each model on all seven casing variants of dev and test (``kftune evaluate``'s code)
 ``report``    print the seed-000 tables (Development, Test) and write them to DIR/tables.md
+``search``    a small TPE + ASHA search run locally from ``katib/ner-asha.yaml`` itself (``kftune katib
+              run --local`` with explicit overrides: tiny model, demo corpus, the tiny model's
+              learning-rate range, 13 trials, budgets of 1 and 3 epochs on a subset); prints
+              the best trial (Katib's ``currentOptimalTrial``) and seed 000's "Successful
+              Hyperparameters" table (DIR/search.md; trials in DIR/search/)
 
 Each stage is a function ``stage_<name>(cfg, ctx)`` that reads and extends ``ctx``; later
 stages (an ASHA search, multi-seed retrains, a registry) slot in by name.
@@ -36,7 +41,15 @@ class DemoConfig:
     seed: int = 42
     tag_family: str = "original"
     train_variants: tuple[str, ...] = ("uncased", "cased")
-    stages: tuple[str, ...] = ("prepare", "train", "evaluate", "report")
+    stages: tuple[str, ...] = ("prepare", "train", "evaluate", "report", "search")
+    # the search stage (sizes chosen so that it takes about 2 minutes on 2 cores)
+    search_file: Path | None = None  # default: katib/ner-asha.yaml of this checkout
+    search_trials: int = 13  # maxTrialCount: new configurations and promotions (about a third)
+    search_max_epochs: int = 3  # ASHA rungs of 1 and 3 epochs (reduction factor 3)
+    search_parallel: int = 2
+    search_learning_rate: str = "1e-4:3e-3"  # a random-init model needs far more than the seed's 6e-6..5e-5
+    search_max_train_samples: int | None = 600
+    search_max_eval_samples: int | None = 200
 
 
 @dataclass
@@ -167,11 +180,85 @@ def stage_report(cfg: DemoConfig, ctx: Context) -> None:
     say(f"tables written to {cfg.out / 'tables.md'}")
 
 
+def search_overrides(cfg: DemoConfig):
+    """The overrides that turn katib/ner-asha.yaml (GPU cluster, BERT-base, CoNLL) into a laptop run."""
+    from kftune.katib.runner_overrides import Overrides
+
+    set_args = [
+        "--model=tiny",
+        "--data=demo:ner",
+        f"--schedule-epochs={cfg.search_max_epochs}",
+        "--tracking=off",
+    ]
+    set_args.append(f"--max-length={cfg.max_length}")
+    if cfg.search_max_train_samples:
+        set_args.append(f"--max-train-samples={cfg.search_max_train_samples}")
+    if cfg.search_max_eval_samples:
+        set_args.append(f"--max-eval-samples={cfg.search_max_eval_samples}")
+    return Overrides(
+        set_args=set_args,
+        params=[f"learning_rate={cfg.search_learning_rate}", f"num_epochs=1:{cfg.search_max_epochs}"],
+        algorithm_settings=[f"n_startup_trials={max(2, cfg.search_trials // 3)}"],
+        max_trial_count=cfg.search_trials,
+        parallel=cfg.search_parallel,
+    )
+
+
+def _search_file(cfg: DemoConfig) -> Path:
+    if cfg.search_file is not None:
+        return cfg.search_file
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        candidate = root / "katib" / "ner-asha.yaml"
+        if candidate.is_file():
+            return candidate
+    raise UserError("demo: katib/ner-asha.yaml not found; run the demo from the kftune checkout")
+
+
+def stage_search(cfg: DemoConfig, ctx: Context) -> None:
+    import shutil
+
+    from kftune.katib.runner import optimal_yaml, run_local
+    from kftune.katib.runner_export import hyperparam_row, write_tune_dir
+    from kftune.katib.runner_plan import RunOptions
+    from kftune.katib.runner_progress import Progress
+    from kftune.report.tables import hyperparams_table, to_markdown
+
+    file = _search_file(cfg)
+    work = cfg.out / "search"
+    if work.exists():
+        shutil.rmtree(work)  # the demo's own output of an earlier run
+    overrides = search_overrides(cfg)
+    flags = [f"--set-arg {a}" for a in overrides.set_args]
+    flags += [f"--param {p}" for p in overrides.params]
+    flags += [f"--algorithm-setting {a}" for a in overrides.algorithm_settings]
+    flags += [f"--max-trial-count {overrides.max_trial_count}", f"--parallel {overrides.parallel}"]
+    flags += [f"--work-dir {work}"]
+    say(f"kftune katib run {file} --local \\\n    " + " \\\n    ".join(flags))
+    progress = Progress("", "auto", stream=sys.stdout)
+    run = run_local(RunOptions(file, work, overrides=overrides, progress="auto"), progress)
+    if run.result.interrupted:
+        raise UserError("demo: the search was interrupted", exit_code=130)
+    write_tune_dir(work, work / "tune")
+    say("best trial (Katib's status.currentOptimalTrial):")
+    say("\n".join("  " + line for line in optimal_yaml(run.result.optimal).splitlines()))
+    row = hyperparam_row(work, "ASHA")
+    if row is None:
+        raise UserError(f"demo: the search found no trial with a result; see {work}/logs", exit_code=1)
+    table = to_markdown(hyperparams_table([row]))
+    ctx.tables["Successful Hyperparameters"] = table
+    (cfg.out / "search.md").write_text(f"Successful Hyperparameters:\n{table}\n", encoding="utf-8")
+    counts = ", ".join(f"{k} {v}" for k, v in run.result.counts.items() if v)
+    say(f"{sum(run.result.counts.values())} trial runs ({counts}); trials: kftune katib trials {work}")
+    say("")
+    say(f"Successful Hyperparameters:\n{table}")
+
+
 STAGES: dict[str, Callable[[DemoConfig, Context], None]] = {
     "prepare": stage_prepare,
     "train": stage_train,
     "evaluate": stage_evaluate,
     "report": stage_report,
+    "search": stage_search,
 }
 
 
@@ -224,6 +311,13 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
+        "--search-trials",
+        type=_positive,
+        default=DemoConfig.search_trials,
+        help=f"trials of the search stage (maxTrialCount, default {DemoConfig.search_trials}): "
+        "new configurations and their promotions",
+    )
+    p.add_argument(
         "--stages", default=",".join(STAGES), help=f"comma-separated stages (default {','.join(STAGES)})"
     )
     a = p.parse_args(argv)
@@ -242,7 +336,13 @@ def main(argv: list[str]) -> int:
         max_eval_samples=a.max_eval_samples,
         seed=a.seed,
         stages=stages,
+        search_trials=a.search_trials,
     )
+    # a shrunk demo shrinks the search too
+    for name in ("max_train_samples", "max_eval_samples"):
+        given, default = getattr(a, name), getattr(cfg, f"search_{name}")
+        if given is not None and (default is None or given < default):
+            setattr(cfg, f"search_{name}", given)
     run(cfg)
     sys.stdout.flush()
     return 0

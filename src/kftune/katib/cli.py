@@ -14,6 +14,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "kftune.katib.validate_cmd",
         "check Experiment files offline: Katib's admission rules and more",
     ),
+    "run": ("kftune.katib.runner_cli", "run an Experiment locally (--local): trials as subprocesses"),
+    "trials": ("kftune.katib.trials_cmd", "list the trials of a local run, like kubectl get trials"),
     "serve": (
         "kftune.katib.service",
         "serve kftune's algorithms (asha, bohb, ...) over Katib's Suggestion gRPC API",

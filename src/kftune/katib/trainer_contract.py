@@ -52,7 +52,28 @@ FLAGS: dict[str, str | tuple[str, ...]] = {
     "--experiment": "str",
     "--trial": "str",
 }
-SWITCHES = ("--auto-batch-size", "--log-model")
+SWITCHES: tuple[str, ...] = ("--auto-batch-size", "--log-model")
+
+
+def _add_trainer_flags() -> None:
+    """Add the further options the trainer defines (``kftune.train.args``, torch-free), e.g.
+    ``--max-train-samples`` and ``--tracking``; the table above stays the contract's core."""
+    global SWITCHES
+    try:
+        from kftune.train.args import _field_type, _flag, cli_fields
+    except ImportError:  # pragma: no cover - the trainer is part of the package
+        return
+    for f in cli_fields():
+        flag, kind = _flag(f.name), _field_type(f)
+        if kind is bool:
+            if flag not in SWITCHES:
+                SWITCHES = (*SWITCHES, flag)
+        elif flag not in FLAGS:
+            choices = f.metadata.get("choices")
+            FLAGS[flag] = tuple(choices) if choices else {int: "int", float: "float"}.get(kind, "str")
+
+
+_add_trainer_flags()
 REQUIRED = ("--task", "--data", "--model", "--output-dir")
 TRAINER_IMAGE = "ghcr.io/kftune/trainer"
 

@@ -1,0 +1,275 @@
+"""ASHA vs random search on the demo NER task with the tiny model (issue 4, bench b).
+
+Target: ASHA gets within 0.5 F1 point of random search's full-budget best using <= 25% of its
+epochs.
+
+Both searches run through the local runner from ``katib/ner-asha.yaml`` itself, with the demo's
+overrides (tiny model, demo corpus, learning rate 1e-4..3e-3, a training subset):
+
+- **random**: the same file with ``algorithm: random`` and the epoch parameter removed: every
+  configuration trains the full budget R (``--num-epochs R``);
+- **asha**: the file as it is (ASHA, reduction factor eta, budgets 1 .. R, ``maxTrialCount`` as the
+  budget: a new configuration whenever no promotion is due), new configurations drawn by the
+  ``random`` sampler (the same prior as random search) and, with ``--samplers random,tpe``, also by
+  TPE (the seed's TPE + ASHA).
+
+Random search has N configurations, ASHA 2N trials (``--asha-trials``); a seed (``random_state``)
+per pair of searches; several seeds. A trial's F1 is
+Katib's observation (its max eval_f1 over its epochs); a search's best F1 is its optimal trial's;
+"epochs" are the epochs trained (a promotion resumes its parent's checkpoint: it counts only its own).
+Besides the final figures, the *anytime* best F1 (best over the trials finished so far, in
+completion order, against the epochs they used) is read at 25% of random search's epochs: the
+target asks that ASHA's be within 0.5 point of random's final best there. Usage::
+
+    python bench/asha_vs_random.py [--seeds 1,2,3] [--configs 9] [--max-epochs 9] [--eta 3]
+        [--train-samples 1500] [--eval-samples 0 (all)] [--parallel 2] [--samplers random]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_FINISHED = re.compile(r"\]\s+(\S+)\s+(Succeeded|Failed|MetricsUnavailable|EarlyStopped)\s+(\S+)")
+sys.path.insert(0, str(ROOT / "src"))
+
+from kftune.katib.experiment import load_experiment  # noqa: E402
+from kftune.katib.runner_export import tune_best, tune_trials  # noqa: E402
+from kftune.katib.store import Store  # noqa: E402
+
+
+def variant(raw: dict, kind: str, seed: int, configs: int, max_epochs: int, eta: int, sampler: str) -> dict:
+    raw = copy.deepcopy(raw)
+    spec = raw["spec"]
+    raw["metadata"]["name"] = f"bench-{kind}-{sampler}-{seed}" if kind == "asha" else f"bench-random-{seed}"
+    spec["parallelTrialCount"] = 1  # set by --parallel below
+    if kind == "random":
+        spec["algorithm"] = {
+            "algorithmName": "random",
+            "algorithmSettings": [{"name": "random_state", "value": str(seed)}],
+        }
+        spec["parameters"] = [p for p in spec["parameters"] if p["name"] != "num_epochs"]
+        tt = spec["trialTemplate"]
+        tt["trialParameters"] = [p for p in tt["trialParameters"] if p["reference"] != "num_epochs"]
+        container = tt["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+        container["args"] = [
+            str(max_epochs) if a == "${trialParameters.numEpochs}" else a for a in container["args"]
+        ]
+        spec["maxTrialCount"] = configs
+    else:
+        settings = {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]}
+        settings.pop("num_configurations", None)  # maxTrialCount is the budget, the Katib way
+        settings.update(
+            {
+                "sampler": sampler,
+                "random_state": str(seed),
+                "reduction_factor": str(eta),
+                "n_startup_trials": str(max(2, configs // 3)),
+            }
+        )
+        spec["algorithm"]["algorithmSettings"] = [{"name": k, "value": v} for k, v in settings.items()]
+        for p in spec["parameters"]:
+            if p["name"] == "num_epochs":
+                p["feasibleSpace"] = {"min": "1", "max": str(max_epochs)}
+        spec["maxTrialCount"] = configs  # here: trials, not configurations
+    spec["maxFailedTrialCount"] = configs
+    name = raw["metadata"]["name"]
+    container = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["workingDir"] = f"/cache/trials/{name}"
+    container["args"] = [
+        a.replace("/cache/trials/ner-asha/", f"/cache/trials/{name}/") if isinstance(a, str) else a
+        for a in container["args"]
+    ]
+    container["args"] = [name if a == "ner-asha" else a for a in container["args"]]
+    return raw
+
+
+def run_search(path: Path, work: Path, args: argparse.Namespace, env: dict[str, str], label: str) -> dict:
+    cmd = [
+        sys.executable, "-m", "kftune", "katib", "run", str(path), "--local", "--work-dir", str(work),
+        "--progress", "plain", "--parallel", str(args.parallel),
+        "--set-arg", "--model=tiny", "--set-arg", "--data=demo:ner", "--set-arg", "--tracking=off",
+        "--set-arg", f"--schedule-epochs={args.max_epochs}",
+        "--set-arg", f"--max-train-samples={args.train_samples}",
+        "--set-arg", "--max-length=64", "--set-arg", "--keep=last",
+        "--param", "learning_rate=1e-4:3e-3",
+    ]  # fmt: skip
+    if args.eval_samples:
+        cmd += ["--set-arg", f"--max-eval-samples={args.eval_samples}"]
+    if (work / "result.json").is_file():  # finished in an earlier run of the bench (--keep)
+        print(f"    {label}: reusing {work}", flush=True)
+        cmd = []
+    elif (work / "experiment.db").is_file():  # interrupted earlier: continue it
+        cmd.append("--resume")
+    if args.threads_per_trial is not None:
+        cmd += ["--threads-per-trial", str(args.threads_per_trial)]
+    t0 = time.time()
+    proc = subprocess.Popen(
+        cmd or ["true"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    tail: list[str] = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        tail = (tail + [line.rstrip()])[-40:]
+        m = _FINISHED.search(line)
+        if m:
+            print(
+                f"    {label}: {m.group(1)} {m.group(2)} {m.group(3)} [{time.time() - t0:.0f}s]", flush=True
+            )
+    code = proc.wait()
+    if code != 0:
+        raise SystemExit(f"{label}: the runner exited {code}:\n" + "\n".join(tail))
+    trials = {t["name"]: t for t in tune_trials(work)}
+    best = tune_best(work)
+    assert best is not None, f"{label}: no best trial"
+    f1 = max(float(m["max"]) for m in best["observation"]["metrics"] if m["name"] == "eval_f1")
+    store = Store.open(work / "experiment.db")
+    try:
+        order = sorted(store.trials(), key=lambda r: r.finished or 0.0)
+    finally:
+        store.close()
+    anytime, used, best_so_far = [], 0, 0.0
+    for row in order:
+        t = trials[row.name]
+        used += t["epochs"]
+        best_so_far = max(best_so_far, t["metrics"].get("eval_f1", 0.0))
+        anytime.append([used, best_so_far])
+    return {
+        "best_f1": f1,
+        "best_trial": best["bestTrialName"],
+        "epochs": used,
+        "trials": len(trials),
+        "failed": sum(1 for t in trials.values() if t["status"] != "Succeeded"),
+        "wall_s": round(time.time() - t0, 1),
+        "anytime": anytime,
+    }
+
+
+def best_within(anytime: list[list[float]], epochs: float) -> float:
+    """The best F1 of the trials finished once ``epochs`` epochs (or fewer) had been used."""
+    values = [f1 for used, f1 in anytime if used <= epochs + 1e-9]
+    return max(values) if values else 0.0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--configs", type=int, default=9, help="configurations per search (default 9)")
+    p.add_argument(
+        "--asha-trials", type=int, help="maxTrialCount of the ASHA searches (default: 2 x --configs)"
+    )
+    p.add_argument("--max-epochs", type=int, default=9, help="R: the full budget (default 9)")
+    p.add_argument("--eta", type=int, default=3, help="ASHA's reduction factor (default 3)")
+    p.add_argument(
+        "--train-samples", type=int, default=1500, help="training sentences (default 1500 of 3000)"
+    )
+    p.add_argument("--eval-samples", type=int, default=0, help="dev sentences (default 0: all 500)")
+    p.add_argument("--parallel", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    p.add_argument("--threads-per-trial", type=int)
+    p.add_argument("--samplers", default="random", help="ASHA samplers to run: random, tpe or random,tpe")
+    p.add_argument("--keep", type=Path, help="keep the work dirs here (default: a temp dir, removed)")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    raw = load_experiment(ROOT / "katib" / "ner-asha.yaml").raw
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    tmp = args.keep or Path(tempfile.mkdtemp(prefix="kftune-bench-asha-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    env.setdefault("KFTUNE_HOME", str(tmp / "home"))
+    subprocess.run([sys.executable, "-m", "kftune", "model", "resolve", "tiny"], env=env, capture_output=True)
+    print(
+        f"ASHA vs random: {len(seeds)} seed(s), {args.configs} configurations, R={args.max_epochs} epochs, "
+        f"eta={args.eta}, {args.train_samples} training / {args.eval_samples or 'all'} dev sentences, "
+        f"{args.parallel} parallel trials",
+        flush=True,
+    )
+    rows = []
+    t_all = time.time()
+    try:
+        for seed in seeds:
+            row: dict = {"seed": seed}
+            for kind, sampler in [("random", "random"), *[("asha", s) for s in samplers]]:
+                label = "random" if kind == "random" else f"asha-{sampler}"
+                n = args.configs if kind == "random" else (args.asha_trials or 2 * args.configs)
+                exp = variant(raw, kind, seed, n, args.max_epochs, args.eta, sampler)
+                path = tmp / f"{exp['metadata']['name']}.yaml"
+                path.write_text(json.dumps(exp, indent=1))  # JSON is YAML, and every string stays quoted
+                print(f"  seed {seed} {label}: running", flush=True)
+                row[label] = run_search(
+                    path, tmp / exp["metadata"]["name"], args, env, f"seed {seed} {label}"
+                )
+                r = row[label]
+                print(
+                    f"  seed {seed} {label}: best F1 {r['best_f1']:.4f} ({r['best_trial']}), {r['epochs']} epochs, "
+                    f"{r['trials']} trials, {r['wall_s']:.0f} s",
+                    flush=True,
+                )
+            rows.append(row)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    print()
+    labels = [f"asha-{s}" for s in samplers]
+    summary: dict = {"config": vars(args) | {"keep": str(args.keep), "json": str(args.json)}, "seeds": rows}
+    print(
+        "best dev F1 (x100) against epochs used; '@25%': the best of the trials finished within 25% of random's epochs"
+    )
+    head = f"{'seed':>4}  {'random':>7} {'epochs':>6} {'@25%':>6}"
+    for lab in labels:
+        head += f"  {lab:>12} {'epochs':>6} {'ratio':>6} {'@25%':>6} {'d@25%':>6} {'d end':>6}"
+    print(head)
+    for row in rows:
+        r = row["random"]
+        quarter = 0.25 * r["epochs"]
+        r["f1_at_25pct"] = best_within(r["anytime"], quarter)
+        line = f"{row['seed']:>4}  {100 * r['best_f1']:>7.2f} {r['epochs']:>6} {100 * r['f1_at_25pct']:>6.2f}"
+        for lab in labels:
+            a = row[lab]
+            a["epoch_ratio"] = a["epochs"] / r["epochs"]
+            a["f1_at_25pct"] = best_within(a["anytime"], quarter)
+            a["delta_at_25pct_points"] = 100 * (a["f1_at_25pct"] - r["best_f1"])
+            a["delta_end_points"] = 100 * (a["best_f1"] - r["best_f1"])
+            line += (
+                f"  {100 * a['best_f1']:>12.2f} {a['epochs']:>6} {a['epoch_ratio']:>6.1%} "
+                f"{100 * a['f1_at_25pct']:>6.2f} {a['delta_at_25pct_points']:>+6.2f} {a['delta_end_points']:>+6.2f}"
+            )
+        print(line)
+    for lab in labels:
+        ratio = statistics.mean(row[lab]["epoch_ratio"] for row in rows)
+        d25 = statistics.mean(row[lab]["delta_at_25pct_points"] for row in rows)
+        dend = statistics.mean(row[lab]["delta_end_points"] for row in rows)
+        worst = min(row[lab]["delta_at_25pct_points"] for row in rows)
+        met = d25 >= -0.5
+        summary[lab] = {
+            "mean_epoch_ratio": ratio,
+            "mean_delta_at_25pct_points": d25,
+            "worst_delta_at_25pct_points": worst,
+            "mean_delta_end_points": dend,
+        }
+        print(
+            f"{lab}: with 25% of random's epochs, best F1 {d25:+.2f} points vs random's full-budget best "
+            f"(mean; worst seed {worst:+.2f}); at its own end {dend:+.2f} points using {ratio:.1%} of the epochs. "
+            f"Target (within 0.5 point with <= 25% of the epochs): {'met' if met else 'NOT met'}"
+        )
+    print(f"total {time.time() - t_all:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
