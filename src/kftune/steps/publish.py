@@ -1,0 +1,163 @@
+"""Steps around the run: ``start`` (run.json), ``prepare`` (data + model caches), ``register``
+(the registry's :func:`register`) and ``report`` (the report's :func:`build_report`)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from kftune.steps.retrain import StepFailed
+from kftune.steps.rundir import RunDir, now_iso, read_json, resolve_run_dir, write_json
+
+
+def start(
+    run_dir: str,
+    job_id: str,
+    *,
+    pipeline: str,
+    task: str,
+    model: str,
+    data: str,
+    tag_family: str = "",
+    train_variant: str = "",
+    hpo_algorithm: str = "",
+    runs_root: str = "/cache/runs",
+) -> str:
+    """Create the run directory and its run.json (status running); returns its path."""
+    from kftune.registry.tracking import git_sha
+
+    path = resolve_run_dir(run_dir, job_id, runs_root)
+    rd = RunDir.at(path)
+    rd.path.mkdir(parents=True, exist_ok=True)
+    info = rd.info()
+    info.update(
+        pipeline=pipeline,
+        tag_family=tag_family,
+        train_variant=train_variant,
+        task=task,
+        model=model,
+        data=data,
+        hpo_algorithm=hpo_algorithm,
+        git_sha=git_sha(),
+        job_id=job_id,
+        status="running",
+    )
+    info.setdefault("started", now_iso())
+    write_json(rd.run_json, info)
+    return str(rd.path)
+
+
+def prepare(task: str, data: str, model: str, tag_family: str = "original", mapping: str = "") -> dict:
+    """Build what every trial would otherwise race to build: the corpus (demo corpora are
+    generated once into KFTUNE_HOME), each casing variant of it (checked to apply), and the
+    model (the tiny model's vocabulary and weights are cached)."""
+    from kftune.data import apply_variant, load_corpus
+    from kftune.evaluate.crossvariant import variants_for
+    from kftune.train.models import resolve_model
+
+    if task == "mlm":
+        corpus = load_corpus(data, task)
+    else:
+        corpus = load_corpus(data, task, family=tag_family or "original", mapping=mapping or None)
+    sizes = {k: len(v) for k, v in corpus.splits.items()}
+    variants = {}
+    for variant in variants_for(task) if task != "mlm" else ():
+        variants[variant] = len(apply_variant(corpus.splits.get("dev") or [], variant, 0))
+    model_dir = str(resolve_model(model))
+    summary = {"task": task, "data": data, "model": model_dir, "sizes": sizes, "variants": sorted(variants)}
+    print(f"prepare: {summary}")
+    return summary
+
+
+def register(run_dir: str, name: str) -> dict[str, Any]:
+    """Push the run's best seed to the MLflow registry (the registry decides the alias);
+    ``registry.json`` records it. A server that is down fails the step with the command that
+    registers the same run directory later."""
+    try:
+        from kftune.registry import register as do_register
+    except ImportError as exc:  # pragma: no cover - until the registry lands
+        raise StepFailed(f"register: this kftune has no registry ({exc})") from exc
+    rd = RunDir.at(run_dir)
+    result = do_register(rd.path, name=name)
+    data = result if isinstance(result, dict) else getattr(result, "to_dict", lambda: {"result": str(result)})()
+    if not rd.registry_json.is_file():
+        write_json(rd.registry_json, data)
+    print(f"register: {data}")
+    return data
+
+
+def report(run_dir: str, markdown_path: str = "", html_path: str = "", status: str = "succeeded") -> str:
+    """Write ``report/`` for the run (``build_report``), copy report.md/report.html to the KFP
+    artifact paths, and mark the run finished. Returns the report directory."""
+    try:
+        from kftune.report import build_report
+    except ImportError as exc:  # pragma: no cover - until the report builder lands
+        raise StepFailed(f"report: this kftune cannot build reports ({exc})") from exc
+    rd = RunDir.at(run_dir)
+    if status:
+        rd.update_info(status=status, finished=now_iso())
+    paths = build_report(rd.path)
+    md = Path(getattr(paths, "markdown", rd.report / "report.md"))
+    html = Path(getattr(paths, "html", rd.report / "report.html"))
+    for src, dst in ((md, markdown_path), (html, html_path)):
+        if dst and src.is_file():
+            Path(dst).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    print(f"report: {html}", file=sys.stderr)
+    return str(html.parent)
+
+
+def collect(run_dirs: list[str], parent: str) -> list[str]:
+    """Fan-in of several configurations (``ner-matrix``): the parent's run.json lists them."""
+    rd = RunDir.at(parent)
+    rd.update_info(configurations=[str(Path(p)) for p in run_dirs])
+    return [str(read_json(Path(p) / "run.json", {}).get("status", "?")) for p in run_dirs]
+
+
+def glue_report(run_dir: str, markdown_path: str = "", html_path: str = "") -> str:
+    """``mlm``'s report: the GLUE-style table (mean and max over the fine-tuning runs of each
+    task) with the pretrained model's perplexity, plus the search's trials."""
+    from kftune.report import GlueRow, GlueTable, GlueTask, Report, TrialRecord, write_report
+    from kftune.steps.retrain import seed_scores
+
+    rd = RunDir.at(run_dir)
+    rd.update_info(status="succeeded", finished=now_iso())
+    tasks, runs = [], {}
+    for task_dir in sorted((rd.path / "finetune").glob("*")):
+        per_seed = [seed_scores(d) for d in sorted(task_dir.glob("seed-*")) if d.is_dir()]
+        keys = [k for k in ("test_macro_f1", "test_accuracy", "test_f1") if per_seed and all(k in s for s in per_seed)]
+        if not keys:
+            keys = [k for k in ("dev_macro_f1", "dev_accuracy", "dev_f1") if per_seed and all(k in s for s in per_seed)]
+        if keys:
+            tasks.append(GlueTask(task_dir.name, tuple(k.split("_", 1)[1] for k in keys)))
+            runs[task_dir.name] = [[s[k] for k in keys] for s in per_seed]
+    extras = {}
+    for seed in rd.seeds():
+        sc = seed_scores(rd.retrain(seed))
+        for key in ("dev_perplexity", "test_perplexity", "dev_loss"):
+            if key in sc:
+                extras[key] = sc[key]
+        break
+    info = rd.info()
+    trials = [
+        TrialRecord(t["name"], (t.get("metrics") or {}).get("eval_perplexity"), t.get("assignments") or {},
+                    curve=[tuple(p) for p in t.get("curve") or []])
+        for t in read_json(rd.trials_json, []) or []
+    ]  # fmt: skip
+    report = Report(
+        title=f"{info.get('pipeline', 'mlm')}: continued pretraining, then fine-tuning",
+        description=f"Model {info.get('model') or '-'} pretrained further on {info.get('data') or '-'} "
+        "(objective: dev perplexity), then fine-tuned N times per task.",
+        glue=GlueTable(tasks, [GlueRow(info.get("model") or "model", runs, extras)], extras=sorted(extras)),
+        trials=trials,
+        objective="eval_perplexity",
+        direction="minimize",
+    )
+    paths = write_report(report, rd.report)
+    for src, dst in ((paths.markdown, markdown_path), (paths.html, html_path)):
+        if dst:
+            Path(dst).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    return str(rd.report)
