@@ -136,6 +136,11 @@ def test_katib_experiment_uses_the_chart_names(path, doc, chart):
         for mount in node.get("volumeMounts") or [] if isinstance(node.get("volumeMounts"), list) else []:
             if mount.get("name") in claim_volumes:
                 assert mount["mountPath"] == "/cache", f"{where}{p}: {chart['pvc']} must be mounted at /cache"
+        if isinstance(node.get("containers"), list):  # a pod spec: the trainer's uid must own /cache
+            ctx = node.get("securityContext") or {}
+            assert ctx.get("fsGroup") == 10001 and ctx.get("runAsUser") == 10001, (
+                f"{where}{p}: trial pods need securityContext runAsUser/fsGroup 10001 (the images' user)"
+            )
 
 
 def source_images() -> list[tuple[str, str, str | None]]:

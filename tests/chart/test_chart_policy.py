@@ -17,6 +17,8 @@ SETS = list(VALUE_SETS)
 ALLOWED_VERBS = {
     ("kubeflow.org", "experiments"): {"create", "get", "list", "watch", "delete"},
     ("kubeflow.org", "trials"): {"get", "list", "watch"},
+    ("kubeflow.org", "suggestions"): {"get"},  # end-of-search detection by `katib submit --wait`
+    ("", "events"): {"list"},  # the Suggestion's events, same purpose
     ("", "configmaps"): {"get", "update"},  # the katib-config hook, by resourceNames only
 }
 SECRETISH = re.compile(
@@ -210,6 +212,8 @@ def test_rbac_is_namespaced_and_minimal(set_name, rendered_sets):
         }
         assert rules[("kubeflow.org", "experiments")] == {"create", "get", "list", "watch", "delete"}
         assert rules[("kubeflow.org", "trials")] == {"get", "list", "watch"}
+        assert rules[("kubeflow.org", "suggestions")] == {"get"}
+        assert rules[("", "events")] == {"list"}
 
 
 def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:

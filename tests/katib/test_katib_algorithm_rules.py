@@ -1,7 +1,5 @@
-"""Suggestion-service and medianstop settings checks, delegated to kftune.hpo.
-
-kftune.hpo is written on another branch; until it is merged these tests skip (the reason says so).
-"""
+"""Suggestion-service and medianstop settings checks, delegated to kftune.hpo (and, for asha/bohb,
+to the service's rule that Katib must be able to fill every request: kftune.katib.service_rules)."""
 
 from __future__ import annotations
 
@@ -95,6 +93,18 @@ def _with(path: str, algorithm: dict | None = None, early: dict | None = None) -
                 "algorithmSettings": [
                     {"name": "resource_name", "value": "num_epochs"},
                     {"name": "reduction_factor", "value": "1"},
+                ],
+            },
+            None,
+            "suggestion.settings",
+        ),
+        (  # valid on their own, but Katib's exactly-N controller would stall: 12 configs < 110 trials
+            "ner-asha.yaml",
+            {
+                "algorithmName": "asha",
+                "algorithmSettings": [
+                    {"name": "resource_name", "value": "num_epochs"},
+                    {"name": "num_configurations", "value": "12"},
                 ],
             },
             None,

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from kftune.hpo import Problem
 from kftune.katib.experiment import Experiment, load_documents, pod_templates
 from kftune.katib.katib_config import DEFAULT_SUGGESTIONS
 from kftune.katib.rules_extra import extract_metrics, hyperband_first_bracket, hyperband_total_trials
+from kftune.katib.service_rules import always_fillable, katib_errors
 from kftune.katib.trainer_contract import FLAGS, REQUIRED, SWITCHES, parse_trainer_args, trainer_start
 from kftune.katib.validator import validate_paths
 from kftune.train.metric_lines import METRICS_BY_TASK, format_epoch_line
@@ -121,9 +123,8 @@ def test_ner_asha():
         "sampler": "tpe",
         "resource_name": "num_epochs",
         "reduction_factor": "3",
-        "num_configurations": "50",
         "random_state": "42",
-    }
+    }  # no num_configurations: maxTrialCount is the budget (kftune.katib.service_rules)
     space = {p["name"]: p for p in exp.parameters}
     assert space["learning_rate"]["feasibleSpace"] == {
         "min": "6e-6",
@@ -148,7 +149,9 @@ def test_ner_asha():
         "parameterType": "int",
         "feasibleSpace": {"min": "1", "max": "9"},
     }
-    assert exp.max_trial_count == _asha_max_trials(50, 3, 1, 9) == 71
+    # ~50 configurations (tests/katib/test_service_katib_loop.py); Katib's service accepts it
+    assert exp.max_trial_count == 110 > _asha_max_trials(50, 3, 1, 9)
+    assert katib_errors(Problem.from_katib(exp.spec)) == []
     # a new configuration starts fresh; a promotion resumes its parent's checkpoint
     argv, args = trainer_args(exp)
     assert args["--resume-from"] == "" and args["--schedule-epochs"] == "9"
@@ -161,12 +164,18 @@ def test_ner_asha():
 def test_ner_bohb():
     exp = experiment("ner-bohb.yaml")
     assert exp.algorithm.name == "bohb" and exp.algorithm.settings["resource_name"] == "num_epochs"
-    # Hyperband iteration (Li et al.): s_max = 2; bracket s has n = ceil(3/(s+1) * 3^s), rungs floor(n / 3^i)
-    per_iteration = 0
+    # hpbandster's brackets for s_max = 2: n0 = floor(3 / (s+1)) * 3^s, stages max(floor(n0 / 3^j), 1):
+    # 9-3-1, 3-1, 3 -> 20 trials per round, 15 in first stages; 12 iterations = 4 rounds
+    first_stages, per_round = 0, 0
     for s in (2, 1, 0):
-        n = math.ceil(3 / (s + 1) * 3**s)
-        per_iteration += sum(n // 3**i for i in range(s + 1))
-    assert per_iteration == 22 and exp.max_trial_count == 3 * per_iteration
+        n0 = (3 // (s + 1)) * 3**s
+        first_stages += n0
+        per_round += sum(max(n0 // 3**j, 1) for j in range(s + 1))
+    assert (first_stages, per_round) == (15, 20)
+    assert exp.algorithm.settings["num_iterations"] == "12"
+    problem = Problem.from_katib(exp.spec)
+    assert exp.max_trial_count == 4 * first_stages == always_fillable(problem) == 60 == 3 * per_round
+    assert katib_errors(problem) == []
     _, args = trainer_args(exp, labels={"kftune.io/parent-trial": "p"})
     assert args["--resume-from"] == "p"
 

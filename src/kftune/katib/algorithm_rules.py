@@ -63,7 +63,12 @@ def check_algorithm_settings(c: Check) -> None:
     except UserError:
         return  # an algorithm kftune does not implement (enas, darts): nothing to check here
     try:
-        messages = algorithm.validate(to_problem(c.exp))
+        problem = to_problem(c.exp)
+        messages = algorithm.validate(problem)
+        if not messages:  # settings fine on their own: can Katib's exactly-N controller stall on them?
+            from kftune.katib.service_rules import katib_errors
+
+            messages = katib_errors(problem)
     except UserError as exc:
         c.error(
             ("spec",),

@@ -14,6 +14,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "kftune.katib.validate_cmd",
         "check Experiment files offline: Katib's admission rules and more",
     ),
+    "serve": (
+        "kftune.katib.service",
+        "serve kftune's algorithms (asha, bohb, ...) over Katib's Suggestion gRPC API",
+    ),
+    "submit": (
+        "kftune.katib.submit_cmd",
+        "validate an Experiment file, create it on the cluster and follow it",
+    ),
+    "best": ("kftune.katib.best_cmd", "print an Experiment's status.currentOptimalTrial"),
 }
 
 
