@@ -6,10 +6,6 @@ run directory or has side effects outside KFP (a Katib Experiment, an MLflow mod
 the pipelines turn caching off for them. Their run directory is new for every run anyway.
 """
 
-from __future__ import annotations
-
-from typing import NamedTuple  # noqa: F401  (kept for users writing their own components)
-
 from kfp import dsl
 from kfp.dsl import HTML, Markdown, Output
 
@@ -30,13 +26,13 @@ def start_run(
     data: str,
     tag_family: str,
     train_variant: str,
-    hpo_algorithm: str,
+    experiment: str,
 ) -> str:
     """Create the run directory (``run_dir``, or /cache/runs/<job id>) and its run.json."""
     from kftune.steps.publish import start
 
     return start(run_dir, job_id, pipeline=pipeline, task=task, model=model, data=data,
-                 tag_family=tag_family, train_variant=train_variant, hpo_algorithm=hpo_algorithm)  # fmt: skip
+                 tag_family=tag_family, train_variant=train_variant, experiment=experiment)  # fmt: skip
 
 
 @component
@@ -84,9 +80,11 @@ def tune(
 
 @component
 def delete_experiment(
-    mode: str, experiment: str, job_id: str, namespace: str, tag_family: str, train_variant: str
+    mode: str, experiment: str, job_id: str, namespace: str, tag_families: list, train_variants: list
 ) -> str:
-    """Exit handler: delete this run's Katib Experiment (cluster mode; nothing to do locally)."""
+    """Exit handler: delete this run's Katib Experiment(s), one per (tag family, training
+    variant) (cluster mode; nothing to do locally). It may only see pipeline parameters, so it
+    derives the names the tune steps used."""
     import yaml
 
     from kftune.steps.tune import cluster_name, config_tag, delete_experiment, experiment_text
@@ -95,10 +93,16 @@ def delete_experiment(
         return "local mode: nothing to delete"
     raw = yaml.safe_load(experiment_text(experiment)) or {}
     meta = raw.get("metadata") or {}
-    name = cluster_name(str(meta.get("name") or "experiment"), job_id, config_tag(tag_family, train_variant))
-    message = delete_experiment(mode, name, namespace or str(meta.get("namespace") or "kftune"))
-    print(message)
-    return message
+    messages = []
+    for family in tag_families or [""]:
+        for variant in train_variants or [""]:
+            tag = config_tag(str(family), str(variant))
+            name = cluster_name(str(meta.get("name") or "experiment"), job_id, tag)
+            messages.append(
+                delete_experiment(mode, name, namespace or str(meta.get("namespace") or "kftune"))
+            )
+    print("\n".join(messages))
+    return "; ".join(messages)
 
 
 @component
@@ -161,7 +165,9 @@ def write_report(run_dir: str, after: str, markdown: Output[Markdown], html: Out
 
 
 @component
-def finetune_seed(run_dir: str, seed: int, task: str, data: str, name: str, base_seed: int, extra_args: list) -> str:
+def finetune_seed(
+    run_dir: str, seed: int, task: str, data: str, name: str, base_seed: int, extra_args: list
+) -> str:
     """Fine-tune the continued-pretraining model on a downstream task (mlm pipeline)."""
     from kftune.steps.retrain import finetune
 

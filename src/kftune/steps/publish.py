@@ -22,11 +22,20 @@ def start(
     data: str,
     tag_family: str = "",
     train_variant: str = "",
-    hpo_algorithm: str = "",
+    experiment: str = "",
     runs_root: str = "/cache/runs",
 ) -> str:
     """Create the run directory and its run.json (status running); returns its path."""
+    import yaml
+
     from kftune.registry.tracking import git_sha
+    from kftune.steps.tune import experiment_text
+
+    raw = (yaml.safe_load(experiment_text(experiment)) or {}) if experiment else {}
+    spec = raw.get("spec") or {}
+    hpo_algorithm = str((spec.get("algorithm") or {}).get("algorithmName") or "")
+    if (spec.get("earlyStopping") or {}).get("algorithmName"):
+        hpo_algorithm += "+" + str(spec["earlyStopping"]["algorithmName"])
 
     path = resolve_run_dir(run_dir, job_id, runs_root)
     rd = RunDir.at(path)
@@ -40,6 +49,7 @@ def start(
         model=model,
         data=data,
         hpo_algorithm=hpo_algorithm,
+        experiment=str((raw.get("metadata") or {}).get("name") or ""),
         git_sha=git_sha(),
         job_id=job_id,
         status="running",
@@ -81,7 +91,9 @@ def register(run_dir: str, name: str) -> dict[str, Any]:
         raise StepFailed(f"register: this kftune has no registry ({exc})") from exc
     rd = RunDir.at(run_dir)
     result = do_register(rd.path, name=name)
-    data = result if isinstance(result, dict) else getattr(result, "to_dict", lambda: {"result": str(result)})()
+    data = (
+        result if isinstance(result, dict) else getattr(result, "to_dict", lambda: {"result": str(result)})()
+    )
     if not rd.registry_json.is_file():
         write_json(rd.registry_json, data)
     print(f"register: {data}")
@@ -127,9 +139,17 @@ def glue_report(run_dir: str, markdown_path: str = "", html_path: str = "") -> s
     tasks, runs = [], {}
     for task_dir in sorted((rd.path / "finetune").glob("*")):
         per_seed = [seed_scores(d) for d in sorted(task_dir.glob("seed-*")) if d.is_dir()]
-        keys = [k for k in ("test_macro_f1", "test_accuracy", "test_f1") if per_seed and all(k in s for s in per_seed)]
+        keys = [
+            k
+            for k in ("test_macro_f1", "test_accuracy", "test_f1")
+            if per_seed and all(k in s for s in per_seed)
+        ]
         if not keys:
-            keys = [k for k in ("dev_macro_f1", "dev_accuracy", "dev_f1") if per_seed and all(k in s for s in per_seed)]
+            keys = [
+                k
+                for k in ("dev_macro_f1", "dev_accuracy", "dev_f1")
+                if per_seed and all(k in s for s in per_seed)
+            ]
         if keys:
             tasks.append(GlueTask(task_dir.name, tuple(k.split("_", 1)[1] for k in keys)))
             runs[task_dir.name] = [[s[k] for k in keys] for s in per_seed]

@@ -83,7 +83,9 @@ def retrain(
     print("retrain: kftune train " + " ".join(args), file=sys.stderr, flush=True)
     tail: deque[str] = deque(maxlen=15)
     with open(log, "w", encoding="utf-8") as fh:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             fh.write(line)

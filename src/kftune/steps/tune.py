@@ -86,7 +86,12 @@ def override_args(s: TuneSettings) -> list[str]:
     if s.tag_family:
         out += ["--set-arg", f"--tag-family={s.tag_family}"]
     if s.train_variant:
-        out += ["--set-arg", f"--train-variant={s.train_variant}", "--set-arg", f"--eval-variant={s.train_variant}"]
+        out += [
+            "--set-arg",
+            f"--train-variant={s.train_variant}",
+            "--set-arg",
+            f"--eval-variant={s.train_variant}",
+        ]
     if s.max_trial_count > 0:
         out += ["--max-trial-count", str(s.max_trial_count)]
     if s.parallel_trial_count > 0:
@@ -177,10 +182,7 @@ def tune(run_dir: str | Path, settings: TuneSettings, job_id: str = "") -> dict[
     (rd.tune / "experiment.yaml").write_text(text, encoding="utf-8")
     rd.update_info(tune_started=now_iso(), tune_mode=settings.mode)
     try:
-        if settings.mode == "local":
-            best = _tune_local(rd, settings)
-        else:
-            best = _tune_cluster(rd, settings, job_id)
+        best = _tune_local(rd, settings) if settings.mode == "local" else _tune_cluster(rd, settings, job_id)
     except TuneFailed as exc:
         rd.fail("tune", str(exc))
         raise
@@ -387,7 +389,9 @@ def _tune_cluster(rd: RunDir, s: TuneSettings, job_id: str, api: Any = None) -> 
         print(f"tune: created experiment {ns}/{name}", file=sys.stderr, flush=True)
     except ApiException as exc:
         if exc.status != 409:  # 409: a retried step finds the one it created
-            raise TuneFailed(f"tune: cannot create experiment {ns}/{name}: {exc.status} {exc.reason}") from exc
+            raise TuneFailed(
+                f"tune: cannot create experiment {ns}/{name}: {exc.status} {exc.reason}"
+            ) from exc
     t0, last = time.monotonic(), ""
     while True:
         exp = api.get_namespaced_custom_object(GROUP, VERSION, ns, "experiments", name)
@@ -401,7 +405,9 @@ def _tune_cluster(rd: RunDir, s: TuneSettings, job_id: str, api: Any = None) -> 
         if cond.get("type") in ("Succeeded", "Failed"):
             break
         if s.timeout_s and time.monotonic() - t0 > s.timeout_s:
-            raise TuneFailed(f"tune: experiment {ns}/{name} still {cond.get('type', 'Created')} after {s.timeout_s:.0f} s")
+            raise TuneFailed(
+                f"tune: experiment {ns}/{name} still {cond.get('type', 'Created')} after {s.timeout_s:.0f} s"
+            )
         time.sleep(s.poll_s)
     listing = api.list_namespaced_custom_object(
         GROUP, VERSION, ns, "trials", label_selector=f"{LABEL_EXPERIMENT}={name}"

@@ -1,0 +1,35 @@
+"""What every kftune pipeline shares: the embedded Katib files and the cluster settings of a step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kfp import dsl
+
+KATIB_DIR = Path(__file__).resolve().parent.parent / "katib"
+JOB_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+CACHE_PVC = "kftune-cache"
+CACHE_MOUNT = "/cache"
+SETTINGS_CONFIGMAP = "kftune-settings"
+SETTINGS_ENV = ("MLFLOW_TRACKING_URI", "KFTUNE_HOME", "HF_HOME")
+
+
+def experiment_yaml(name: str) -> str:
+    """The text of ``katib/<name>``, embedded in the pipeline as a parameter default, so a
+    compiled pipeline version carries the exact search it runs (the image has no katib/)."""
+    path = KATIB_DIR / name
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+def step(task: dsl.PipelineTask, *, cache: bool = False, display: str = "") -> dsl.PipelineTask:
+    """Every step: the cache volume at /cache (the run directory and trial outputs live there),
+    the install's settings (MLflow URI, KFTUNE_HOME) from the chart's ConfigMap, caching off
+    unless the step has no side effects. kfp.local ignores the Kubernetes parts."""
+    from kfp import kubernetes
+
+    kubernetes.mount_pvc(task, pvc_name=CACHE_PVC, mount_path=CACHE_MOUNT)
+    kubernetes.use_config_map_as_env(task, SETTINGS_CONFIGMAP, {k: k for k in SETTINGS_ENV}, optional=True)
+    task.set_caching_options(cache)
+    if display:
+        task.set_display_name(display)
+    return task
