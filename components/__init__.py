@@ -15,6 +15,8 @@ from .steps import (
     delete_experiment,
     evaluate_variants,
     finetune_seed,
+    plan_configurations,
+    plan_other_models,
     plan_seeds,
     prepare_data,
     register_model,
@@ -22,6 +24,7 @@ from .steps import (
     start_run,
     tune,
     write_glue_report,
+    write_matrix_report,
     write_report,
 )
 
@@ -31,6 +34,8 @@ __all__ = [
     "delete_experiment",
     "evaluate_variants",
     "finetune_seed",
+    "plan_configurations",
+    "plan_other_models",
     "plan_seeds",
     "prepare_data",
     "register_model",
@@ -38,5 +43,6 @@ __all__ = [
     "start_run",
     "tune",
     "write_glue_report",
+    "write_matrix_report",
     "write_report",
 ]

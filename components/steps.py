@@ -113,6 +113,14 @@ def plan_seeds(run_dir: str, num_seeds: int, first_seed: int) -> list:
 
 
 @component
+def plan_other_models(run_dir: str, num_seeds: int, first_seed: int, models: list) -> list:
+    """One item per (other model, seed): {"run_dir", "seed", "model"} (textcls: compared models)."""
+    return [
+        {"run_dir": run_dir, "seed": first_seed + i, "model": m} for m in models for i in range(num_seeds)
+    ]
+
+
+@component
 def retrain_seed(run_dir: str, seed: int, model: str, other: str) -> str:
     """Train the best configuration again with ``seed`` (``model``/``other``: another model)."""
     from kftune.steps.retrain import retrain
@@ -140,8 +148,11 @@ def compare_models(run_dir: str, evaluations: list, baselines: list, others: lis
 
 
 @component
-def register_model(run_dir: str, model_name: str, tracking_uri: str, enabled: bool) -> str:
-    """Register the run in the MLflow Model Registry (champion alias only if significantly better)."""
+def register_model(
+    run_dir: str, model_name: str, tag_family: str, train_variant: str, tracking_uri: str, enabled: bool
+) -> str:
+    """Register the run in the MLflow Model Registry as ``<model_name>[-<family>-<variant>]``
+    (one registered model per configuration; champion alias only if significantly better)."""
     import os
 
     from kftune.steps.publish import register
@@ -151,7 +162,8 @@ def register_model(run_dir: str, model_name: str, tracking_uri: str, enabled: bo
         return run_dir
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    register(run_dir, model_name)
+    name = "-".join(p for p in (model_name, tag_family, train_variant) if p)
+    register(run_dir, name)
     return run_dir
 
 
@@ -182,3 +194,22 @@ def write_glue_report(run_dir: str, after: list, markdown: Output[Markdown], htm
 
     print(f"{len(after)} fine-tuning runs")
     return glue_report(run_dir, markdown.path, html.path)
+
+
+@component
+def plan_configurations(run_dir: str, tag_families: list, train_variants: list) -> list:
+    """One item per (tag family, training variant): its run directory under ``run_dir``."""
+    return [
+        {"run_dir": f"{run_dir}/{family}-{variant}", "tag_family": family, "train_variant": variant}
+        for family in tag_families
+        for variant in train_variants
+    ]
+
+
+@component
+def write_matrix_report(run_dir: str, after: list, markdown: Output[Markdown], html: Output[HTML]) -> str:
+    """The seed-000 development/test tables and successful hyperparameters of every configuration."""
+    from kftune.steps.publish import matrix_report
+
+    print(f"{len(after)} configurations")
+    return matrix_report(run_dir, markdown.path, html.path)

@@ -15,10 +15,18 @@ SETTINGS_ENV = ("MLFLOW_TRACKING_URI", "KFTUNE_HOME", "HF_HOME")
 
 
 def experiment_yaml(name: str) -> str:
-    """The text of ``katib/<name>``, embedded in the pipeline as a parameter default, so a
-    compiled pipeline version carries the exact search it runs (the image has no katib/)."""
+    """``katib/<name>`` as one line of JSON (typed as kubectl types the YAML), embedded in the
+    pipeline as a parameter default, so a compiled pipeline version carries the exact search it
+    runs (the image has no katib/). One line: KFP's compiler copies defaults into a YAML comment
+    header, where a multi-line string would break the file."""
+    import json
+
+    from kftune.katib.experiment import load_experiment
+
     path = KATIB_DIR / name
-    return path.read_text(encoding="utf-8") if path.is_file() else ""
+    if not path.is_file():
+        return ""
+    return json.dumps(load_experiment(path).raw, separators=(",", ":"))
 
 
 def step(task: dsl.PipelineTask, *, cache: bool = False, display: str = "") -> dsl.PipelineTask:

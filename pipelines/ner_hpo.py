@@ -36,22 +36,18 @@ def ner_hpo_steps(
     max_trial_count: int = 0,
     parallel_trial_count: int = 0,
     max_failed_trial_count: int = -1,
-    tune_overrides: list = None,
+    tune_overrides: list[str] = [],  # noqa: B006 (KFP reads the default)
     tune_timeout_s: float = 0.0,
     namespace: str = "kftune",
     num_seeds: int = 5,
     first_seed: int = 1,
     eval_max_samples: int = 0,
-    baselines: list = None,
+    baselines: list[str] = ["token-lr"],  # noqa: B006
     alpha: float = 0.05,
     register: bool = True,
     model_name: str = "kftune-ner",
     tracking_uri: str = "",
 ) -> str:
-    if baselines is None:
-        baselines = ["token-lr"]
-    if tune_overrides is None:
-        tune_overrides = []
     run = step(
         start_run(
             run_dir=run_dir,
@@ -114,7 +110,12 @@ def ner_hpo_steps(
     )
     registered = step(
         register_model(
-            run_dir=compared.output, model_name=model_name, tracking_uri=tracking_uri, enabled=register
+            run_dir=compared.output,
+            model_name=model_name,
+            tag_family=tag_family,
+            train_variant=train_variant,
+            tracking_uri=tracking_uri,
+            enabled=register,
         ),
         display="register (MLflow)",
     )
@@ -138,22 +139,18 @@ def ner_hpo(
     max_trial_count: int = 0,
     parallel_trial_count: int = 0,
     max_failed_trial_count: int = -1,
-    tune_overrides: list = None,
+    tune_overrides: list[str] = [],  # noqa: B006 (KFP reads the default)
     tune_timeout_s: float = 0.0,
     namespace: str = "kftune",
     num_seeds: int = 5,
     first_seed: int = 1,
     eval_max_samples: int = 0,
-    baselines: list = None,
+    baselines: list[str] = ["token-lr"],  # noqa: B006
     alpha: float = 0.05,
     register: bool = True,
     model_name: str = "kftune-ner",
     tracking_uri: str = "",
 ):
-    if baselines is None:
-        baselines = ["token-lr"]
-    if tune_overrides is None:
-        tune_overrides = []
     cleanup = step(
         delete_experiment(
             mode=mode,

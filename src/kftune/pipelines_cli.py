@@ -29,19 +29,12 @@ from kftune.errors import UserError
 COMPILED_DIR = Path("pipelines/compiled")
 
 # Small settings for `run --local`: each pipeline in a few minutes on a laptop CPU.
-_TINY_TRAIN = [
-    "--set-arg",
-    "--max-length=64",
-    "--set-arg",
-    "--tracking=off",
-    "--set-arg",
-    "--learning-rate=1e-3",
-]
 LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
     "ner-hpo": {
         "model": "tiny",
         "data": "demo:ner",
         "max_trial_count": 3,
+        "max_failed_trial_count": 3,
         "parallel_trial_count": 2,
         "num_seeds": 3,
         "tune_overrides": [
@@ -51,7 +44,7 @@ LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
             "--param", "batch_size=16,32",
             "--set-arg", "--schedule-epochs=2",
             "--set-arg", "--max-length=64",
-            "--set-arg", "--tracking=off",
+            "--set-env", "KFTUNE_TRACKING=off",
             "--threads-per-trial", "1",
         ],
         "eval_max_samples": 0,
@@ -61,6 +54,7 @@ LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
         "model": "tiny",
         "data": "demo:ner",
         "max_trial_count": 2,
+        "max_failed_trial_count": 2,
         "parallel_trial_count": 1,
         "num_seeds": 2,
         "tune_overrides": [
@@ -69,7 +63,7 @@ LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
             "--param", "learning_rate=1e-3:3e-3",
             "--set-arg", "--schedule-epochs=1",
             "--set-arg", "--max-length=64",
-            "--set-arg", "--tracking=off",
+            "--set-env", "KFTUNE_TRACKING=off",
             "--set-arg", "--max-train-samples=200",
             "--threads-per-trial", "1",
         ],
@@ -80,13 +74,14 @@ LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
         "model": "tiny",
         "data": "demo:textcls",
         "max_trial_count": 3,
+        "max_failed_trial_count": 3,
         "parallel_trial_count": 2,
         "num_seeds": 3,
         "tune_overrides": [
             "--param", "num_epochs=1:2",
             "--param", "learning_rate=5e-4:3e-3",
             "--param", "batch_size=16,32",
-            "--set-arg", "--tracking=off",
+            "--set-env", "KFTUNE_TRACKING=off",
             "--set-arg", "--max-length=64",
             "--threads-per-trial", "1",
         ],
@@ -96,13 +91,14 @@ LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
         "model": "tiny",
         "data": "demo:mlm",
         "max_trial_count": 2,
+        "max_failed_trial_count": 2,
         "parallel_trial_count": 2,
         "num_finetunes": 3,
         "finetune_data": "demo:textcls",
         "finetune_args": ["--num-epochs", "1", "--learning-rate", "1e-3", "--max-length", "64", "--tracking", "off"],
         "tune_overrides": [
             "--set-arg", "--precision=fp32",
-            "--set-arg", "--tracking=off",
+            "--set-env", "KFTUNE_TRACKING=off",
             "--set-arg", "--max-length=64",
             "--set-arg", "--per-device-train-batch-size=16",
             "--set-arg", "--max-train-samples=300",
@@ -227,6 +223,12 @@ def run_local(name: str, out: Path, params: dict[str, Any], *, full: bool = Fals
         raise UserError(f"{run_dir} holds an earlier run: pass another --out, or delete it")
     run_dir.mkdir(parents=True, exist_ok=True)
     root = out.resolve() / ".kfp" / name
+    # kfp.local runs two loop iterations at a time: give each its share of the cores (torch's
+    # default of all cores per process thrashes), and keep trials' MLflow runs in their local
+    # spool (no mlruns.db in the working directory) unless the caller chose otherwise.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
+    if not full:
+        os.environ.setdefault("KFTUNE_TRACKING", "off")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     logging.getLogger("kfp").setLevel(logging.WARNING if os.environ.get("KFTUNE_QUIET_KFP") else logging.INFO)
     print(f"kftune pipeline run {name} --local: run directory {run_dir}", file=sys.stderr, flush=True)
@@ -289,7 +291,7 @@ def git_sha(short: int = 12) -> str:
     return sha[:short] if sha != "unknown" else "unknown"
 
 
-def check_host(host: str, timeout: float = 5.0) -> None:
+def check_host(host: str, token: str | None = None, timeout: float = 5.0) -> None:
     """Fail fast with one line when nothing answers at ``host`` (kfp.Client would retry 25 s)."""
     import urllib.error
     import urllib.request
@@ -297,8 +299,9 @@ def check_host(host: str, timeout: float = 5.0) -> None:
     if not host.startswith(("http://", "https://")):
         raise UserError(f"--host {host!r}: expected an http(s) URL, e.g. http://ml-pipeline-ui.kubeflow:80")
     url = host.rstrip("/") + "/apis/v2beta1/healthz"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout):
+        with urllib.request.urlopen(request, timeout=timeout):
             pass
     except urllib.error.HTTPError:
         return  # something answers (auth proxies say 401/403): let kfp.Client deal with it
@@ -364,7 +367,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     func = _pipeline(args.name)
     params = parse_params(args.param, pipeline_inputs(func))
     params.setdefault("mode", "cluster")
-    check_host(host)
+    check_host(host, token)
     _quiet_kfp()
     import kfp
     import kfp_server_api

@@ -181,3 +181,80 @@ def glue_report(run_dir: str, markdown_path: str = "", html_path: str = "") -> s
             Path(dst).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
     return str(rd.report)
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def matrix_rows(run_dir: Path) -> tuple[list, list, list]:
+    """(dev rows, test rows, hyperparameter rows) of one configuration's run directory: F1 on
+    each casing variant averaged over the retrained seeds, and the best trial's parameters."""
+    from kftune.report import HyperparamRow, MatrixRow
+
+    rd = RunDir.at(run_dir)
+    info = rd.info()
+    family, variant = str(info.get("tag_family") or "-"), str(info.get("train_variant") or "-")
+    alg = str(info.get("hpo_algorithm") or "-")
+    per_split: dict[str, dict[str, list[float]]] = {"dev": {}, "test": {}}
+    for path in sorted((rd.path / "eval").glob("seed-*.json")):
+        data = read_json(path, {}) or {}
+        for split in per_split:
+            for v, metrics in (data.get(split) or {}).items():
+                if isinstance(metrics, dict) and isinstance(metrics.get("f1"), int | float):
+                    per_split[split].setdefault(v, []).append(float(metrics["f1"]))
+    dev = [MatrixRow(family, variant, alg, {v: _mean(x) for v, x in per_split["dev"].items()})]
+    test = [MatrixRow(family, variant, alg, {v: _mean(x) for v, x in per_split["test"].items()})]
+    best = read_json(rd.best_json, {}) or {}
+    params = {p.get("name"): p.get("value") for p in best.get("parameterAssignments") or []}
+
+    def num(key: str, cast=float):
+        try:
+            return cast(float(params[key])) if key in params else None
+        except (TypeError, ValueError):
+            return None
+
+    hp = [
+        HyperparamRow(family, variant, alg, num("learning_rate"), num("weight_decay"), num("warmup_ratio"),
+                      num("attention_dropout"), num("hidden_dropout"), num("batch_size", int))
+    ]  # fmt: skip
+    return dev, test, hp
+
+
+def matrix_report(run_dir: str, markdown_path: str = "", html_path: str = "") -> str:
+    """``ner-matrix``'s report: the seed-000 development and test tables (F1 of each
+    configuration's models, mean over seeds, on the seven casing variants) and the successful
+    hyperparameters, one row per configuration found under ``run_dir``."""
+    from kftune.report import Report, write_report
+
+    rd = RunDir.at(run_dir)
+    info = rd.info()
+    configs = [Path(p) for p in info.get("configurations") or []] or sorted(
+        p.parent for p in rd.path.glob("*/run.json")
+    )
+    dev, test, hp = [], [], []
+    notes = []
+    for cfg in configs:
+        status = (read_json(cfg / "run.json", {}) or {}).get("status")
+        if status != "succeeded":
+            notes.append(f"{cfg.name}: {status or 'missing'}")
+        d, t, h = matrix_rows(cfg)
+        dev += d
+        test += t
+        hp += h
+    rd.update_info(status="succeeded", finished=now_iso())
+    report = Report(
+        title="NER casing matrix: {original, simple} x {cased, uncased, uncased-cased-mix}",
+        description="Each row: a model tuned and retrained on one tag family and training variant; "
+        "each column: the casing variant it is evaluated on. F1, mean over the retrained seeds.",
+        dev_matrix=dev,
+        test_matrix=test,
+        hyperparameters=hp,
+        notes=notes,
+    )
+    paths = write_report(report, rd.report)
+    for src, dst in ((paths.markdown, markdown_path), (paths.html, html_path)):
+        if dst:
+            Path(dst).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    return str(rd.report)

@@ -65,8 +65,8 @@ class TuneSettings:
 
 
 def experiment_text(experiment: str) -> str:
-    """The Experiment YAML: ``experiment`` itself when it holds YAML, else the file it names."""
-    if "\n" in experiment or experiment.lstrip().startswith(("apiVersion", "kind")):
+    """The Experiment YAML (or JSON): ``experiment`` itself when it holds one, else the file it names."""
+    if "\n" in experiment or experiment.lstrip().startswith(("apiVersion", "kind", "{")):
         return experiment
     path = Path(experiment)
     if not path.is_file():
@@ -221,8 +221,9 @@ def _tune_local(rd: RunDir, s: TuneSettings) -> dict[str, Any]:
     result_file = work / "result.json"
     result = json.loads(result_file.read_text(encoding="utf-8")) if result_file.is_file() else None
     if result is None:
-        last = next((line for line in reversed(tail) if "error" in line.lower()), tail[-1] if tail else "")
-        raise TuneFailed(f"tune: the local Katib run could not start (exit {code}): {last.strip()}")
+        errors = [line.strip() for line in tail if ": error:" in line]
+        detail = " | ".join(errors[:3]) or (tail[-1].strip() if tail else "no output")
+        raise TuneFailed(f"tune: the local Katib run could not start (exit {code}): {detail}")
     raw = yaml.safe_load((rd.tune / "experiment.yaml").read_text(encoding="utf-8")) or {}
     objective = _objective(raw)
     listing = subprocess.run(
