@@ -124,7 +124,11 @@ class FakeKFP:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 code, data = fake.handle(
-                    method, url.path, parse_qs(url.query), body, dict(self.headers.items())
+                    method,
+                    url.path,
+                    parse_qs(url.query),
+                    body,
+                    {k.lower(): v for k, v in self.headers.items()},
                 )
                 payload = json.dumps(data).encode()
                 self.send_response(code)
