@@ -100,25 +100,100 @@ def register(run_dir: str, name: str) -> dict[str, Any]:
     return data
 
 
+def _copy_artifacts(md: Path, html: Path, markdown_path: str, html_path: str) -> None:
+    for src, dst in ((md, markdown_path), (html, html_path)):
+        if dst and Path(src).is_file():
+            Path(dst).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+
+
 def report(run_dir: str, markdown_path: str = "", html_path: str = "", status: str = "succeeded") -> str:
-    """Write ``report/`` for the run (``build_report``), copy report.md/report.html to the KFP
-    artifact paths, and mark the run finished. Returns the report directory."""
-    try:
-        from kftune.report import build_report
-    except ImportError as exc:  # pragma: no cover - until the report builder lands
-        raise StepFailed(f"report: this kftune cannot build reports ({exc})") from exc
+    """Mark the run finished, write ``report/`` (the report module's ``build_report`` when this
+    kftune has it, else :func:`run_report`), copy report.md/report.html to the KFP artifact paths.
+    Returns the report directory."""
     rd = RunDir.at(run_dir)
     if status:
         rd.update_info(status=status, finished=now_iso())
-    paths = build_report(rd.path)
-    md = Path(getattr(paths, "markdown", rd.report / "report.md"))
-    html = Path(getattr(paths, "html", rd.report / "report.html"))
-    for src, dst in ((md, markdown_path), (html, html_path)):
-        if dst and src.is_file():
-            Path(dst).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
+    try:
+        from kftune.report import build_report
+    except ImportError:
+        build_report = None
+    if build_report is not None:
+        paths = build_report(rd.path)
+        md = Path(getattr(paths, "markdown", rd.report / "report.md"))
+        html = Path(getattr(paths, "html", rd.report / "report.html"))
+    else:
+        paths = run_report(rd.path)
+        md, html = paths.markdown, paths.html
+    _copy_artifacts(md, html, markdown_path, html_path)
     print(f"report: {html}", file=sys.stderr)
     return str(html.parent)
+
+
+def run_report(run_dir: str | Path):
+    """A one-configuration report from the run directory alone: evaluation matrices (mean over
+    seeds), the best hyperparameters, the per-seed table with comparison.json's tests, the
+    search's trials. Returns ``ReportPaths``."""
+    from kftune.evaluate.stats import Comparison
+    from kftune.report import NamedComparison, Report, SeedRun, SeedsTable, TrialRecord, write_report
+    from kftune.steps.retrain import seed_scores
+
+    rd = RunDir.at(run_dir)
+    info = rd.info()
+    dev, test, hp = matrix_rows(rd.path)
+    runs = [SeedRun(s, seed_scores(rd.retrain(s))) for s in rd.seeds()]
+    comp = read_json(rd.comparison_json, {}) or {}
+    metric = comp.get("metric") or ""
+    named = [
+        NamedComparison(c["metric"], c["against"], Comparison.from_dict(c["comparison"]))
+        for c in comp.get("comparisons") or []
+        if c.get("comparison")
+    ]
+    shown = [m for m in (metric, metric.replace("test_", "dev_")) if m] or None
+    extra = [k for k in (runs[0].metrics if runs else {}) if k.startswith("test_") and k not in (shown or [])]
+    seeds = [SeedsTable(str(info.get("model") or "model"), runs, metrics=(shown or []) + extra[:3],
+                        comparisons=named)] if runs else []  # fmt: skip
+    best = read_json(rd.best_json, {}) or {}
+    objective = (best.get("objective") or {}).get("metric") or "objective"
+    direction = (best.get("objective") or {}).get("type") or "maximize"
+    trials = []
+    for t in read_json(rd.trials_json, []) or []:
+        labels = t.get("labels") or {}
+        rung = labels.get("kftune.io/rung")
+        trials.append(
+            TrialRecord(
+                t.get("name", "?"),
+                (t.get("metrics") or {}).get(objective),
+                {k: _num_or_str(v) for k, v in (t.get("assignments") or {}).items()},
+                state="COMPLETE" if t.get("status") == "Succeeded" else "FAIL",
+                rung=int(rung) if str(rung or "").isdigit() else None,
+                curve=[tuple(p) for p in t.get("curve") or []],
+                parent=labels.get("kftune.io/parent-trial") or None,
+            )
+        )
+    has_matrix = any(r.scores for r in dev + test)
+    report = Report(
+        title=f"{info.get('pipeline', 'run')}: {info.get('task', '')} {info.get('tag_family') or ''} "
+        f"{info.get('train_variant') or ''}".strip(),
+        description=f"Model {info.get('model') or '-'} on {info.get('data') or '-'}; search "
+        f"{info.get('experiment') or '-'} ({info.get('hpo_algorithm') or '-'}), best trial "
+        f"{best.get('bestTrialName') or '-'}; git {str(info.get('git_sha') or '-')[:12]}.",
+        dev_matrix=dev if has_matrix else (),
+        test_matrix=test if has_matrix else (),
+        hyperparameters=hp if info.get("task") == "ner" else (),
+        seeds=seeds,
+        trials=trials,
+        objective=objective,
+        direction=direction,
+    )
+    return write_report(report, rd.report)
+
+
+def _num_or_str(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)
 
 
 def collect(run_dirs: list[str], parent: str) -> list[str]:
@@ -176,10 +251,7 @@ def glue_report(run_dir: str, markdown_path: str = "", html_path: str = "") -> s
         direction="minimize",
     )
     paths = write_report(report, rd.report)
-    for src, dst in ((paths.markdown, markdown_path), (paths.html, html_path)):
-        if dst:
-            Path(dst).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
+    _copy_artifacts(paths.markdown, paths.html, markdown_path, html_path)
     return str(rd.report)
 
 
@@ -253,8 +325,5 @@ def matrix_report(run_dir: str, markdown_path: str = "", html_path: str = "") ->
         notes=notes,
     )
     paths = write_report(report, rd.report)
-    for src, dst in ((paths.markdown, markdown_path), (paths.html, html_path)):
-        if dst:
-            Path(dst).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
+    _copy_artifacts(paths.markdown, paths.html, markdown_path, html_path)
     return str(rd.report)

@@ -172,8 +172,9 @@ def _epochs(assignments: dict[str, str], curve: list[list[float]]) -> int | None
 # ----------------------------------------------------------------------------- entry point
 
 
-def tune(run_dir: str | Path, settings: TuneSettings, job_id: str = "") -> dict[str, Any]:
-    """Run the search; write tune/{experiment.yaml,trials.json,best.json}; return best.json."""
+def tune(run_dir: str | Path, settings: TuneSettings, job_id: str = "", api: Any = None) -> dict[str, Any]:
+    """Run the search; write tune/{experiment.yaml,trials.json,best.json}; return best.json.
+    ``api``: a ``CustomObjectsApi`` for cluster mode (default: from the pod's or the kube config)."""
     if settings.mode not in MODES:
         raise UserError(f"tune: mode {settings.mode!r}: choose local or cluster")
     rd = RunDir.at(run_dir)
@@ -182,7 +183,11 @@ def tune(run_dir: str | Path, settings: TuneSettings, job_id: str = "") -> dict[
     (rd.tune / "experiment.yaml").write_text(text, encoding="utf-8")
     rd.update_info(tune_started=now_iso(), tune_mode=settings.mode)
     try:
-        best = _tune_local(rd, settings) if settings.mode == "local" else _tune_cluster(rd, settings, job_id)
+        best = (
+            _tune_local(rd, settings)
+            if settings.mode == "local"
+            else _tune_cluster(rd, settings, job_id, api)
+        )
     except TuneFailed as exc:
         rd.fail("tune", str(exc))
         raise
