@@ -33,7 +33,12 @@ def step(task: dsl.PipelineTask, *, cache: bool = False, display: str = "") -> d
     """Every step: the cache volume at /cache (the run directory and trial outputs live there),
     the install's settings (MLflow URI, KFTUNE_HOME) from the chart's ConfigMap, caching off
     unless the step has no side effects. kfp.local ignores the Kubernetes parts."""
-    from kfp import kubernetes
+    try:
+        from kfp import kubernetes
+    except ImportError as exc:  # a venv set up before kfp-kubernetes became a dependency
+        from kftune.errors import UserError
+
+        raise UserError("kfp-kubernetes is missing: run `make setup` (or pip install kfp-kubernetes==2.17.0)") from exc
 
     kubernetes.mount_pvc(task, pvc_name=CACHE_PVC, mount_path=CACHE_MOUNT)
     kubernetes.use_config_map_as_env(task, SETTINGS_CONFIGMAP, {k: k for k in SETTINGS_ENV}, optional=True)

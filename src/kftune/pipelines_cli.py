@@ -64,11 +64,11 @@ LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
             "--set-arg", "--schedule-epochs=1",
             "--set-arg", "--max-length=64",
             "--set-env", "KFTUNE_TRACKING=off",
-            "--set-arg", "--max-train-samples=200",
             "--threads-per-trial", "1",
         ],
         "eval_max_samples": 100,
         "register": False,
+        "train_config": {"max_train_samples": 300, "max_eval_samples": 150},
     },
     "textcls": {
         "model": "tiny",
@@ -95,13 +95,13 @@ LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
         "parallel_trial_count": 2,
         "num_finetunes": 3,
         "finetune_data": "demo:textcls",
+        "train_config": {"max_train_samples": 300, "max_eval_samples": 200},
         "finetune_args": ["--num-epochs", "1", "--learning-rate", "1e-3", "--max-length", "64", "--tracking", "off"],
         "tune_overrides": [
             "--set-arg", "--precision=fp32",
             "--set-env", "KFTUNE_TRACKING=off",
             "--set-arg", "--max-length=64",
             "--set-arg", "--per-device-train-batch-size=16",
-            "--set-arg", "--max-train-samples=300",
             "--threads-per-trial", "1",
         ],
     },
@@ -156,17 +156,17 @@ def _convert(name: str, text: str, kind: str) -> Any:
             if low not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError(text)
             return low in ("true", "1", "yes")
-        if kind in ("List", "list"):
+        if kind.split("[")[0] in ("List", "list"):
             if text.strip().startswith("["):
                 value = json.loads(text)
                 if not isinstance(value, list):
                     raise ValueError(text)
                 return value
             return [p.strip() for p in text.split(",") if p.strip()]
-        if kind in ("Dict", "dict"):
+        if kind.split("[")[0] in ("Dict", "dict"):
             return json.loads(text)
     except (ValueError, json.JSONDecodeError) as exc:
-        raise UserError(f"--param {name}={text}: not a valid {kind.lower()} ({exc})") from exc
+        raise UserError(f"--param {name}={text}: not a valid {kind.split('[')[0].lower()} ({exc})") from exc
     return text
 
 
@@ -218,11 +218,19 @@ def run_local(name: str, out: Path, params: dict[str, Any], *, full: bool = Fals
     values: dict[str, Any] = {} if full else dict(LOCAL_SETTINGS.get(name, {}))
     values.update(mode="local", run_dir=str(run_dir))
     values.update(params)
+    train_config = values.pop("train_config", None)
     values = {k: v for k, v in values.items() if k in inputs}
     if (run_dir / "run.json").exists():
         raise UserError(f"{run_dir} holds an earlier run: pass another --out, or delete it")
     run_dir.mkdir(parents=True, exist_ok=True)
     root = out.resolve() / ".kfp" / name
+    if train_config and "tune_overrides" in inputs:
+        # trainer options the Katib validator does not list (e.g. --max-train-samples) go in a
+        # --config file; the retrain steps inherit it with the best trial's arguments
+        config = root / "train-config.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps(train_config) + "\n", encoding="utf-8")
+        values["tune_overrides"] = [*values.get("tune_overrides", []), "--set-arg", f"--config={config}"]
     # kfp.local runs two loop iterations at a time: give each its share of the cores (torch's
     # default of all cores per process thrashes), and keep trials' MLflow runs in their local
     # spool (no mlruns.db in the working directory) unless the caller chose otherwise.
