@@ -34,7 +34,6 @@ LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
         "model": "tiny",
         "data": "demo:ner",
         "max_trial_count": 3,
-        "max_failed_trial_count": 3,
         "parallel_trial_count": 2,
         "num_seeds": 3,
         "tune_overrides": [
@@ -54,7 +53,6 @@ LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
         "model": "tiny",
         "data": "demo:ner",
         "max_trial_count": 2,
-        "max_failed_trial_count": 2,
         "parallel_trial_count": 1,
         "num_seeds": 2,
         "tune_overrides": [
@@ -74,7 +72,6 @@ LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
         "model": "tiny",
         "data": "demo:textcls",
         "max_trial_count": 3,
-        "max_failed_trial_count": 3,
         "parallel_trial_count": 2,
         "num_seeds": 3,
         "tune_overrides": [
@@ -91,7 +88,6 @@ LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
         "model": "tiny",
         "data": "demo:mlm",
         "max_trial_count": 2,
-        "max_failed_trial_count": 2,
         "parallel_trial_count": 2,
         "num_finetunes": 3,
         "finetune_data": "demo:textcls",

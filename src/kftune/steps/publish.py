@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from kftune.steps.retrain import StepFailed
-from kftune.steps.rundir import RunDir, now_iso, read_json, resolve_run_dir, write_json
+from kftune.steps.rundir import (
+    MATRIX_JSON,
+    PARENT_PIPELINES,
+    RUN_JSON,
+    RunDir,
+    now_iso,
+    read_json,
+    resolve_run_dir,
+    write_json,
+)
 
 
 def start(
@@ -38,7 +47,7 @@ def start(
         hpo_algorithm += "+" + str(spec["earlyStopping"]["algorithmName"])
 
     path = resolve_run_dir(run_dir, job_id, runs_root)
-    rd = RunDir.at(path)
+    rd = RunDir(Path(path), MATRIX_JSON if pipeline in PARENT_PIPELINES else RUN_JSON)
     rd.path.mkdir(parents=True, exist_ok=True)
     info = rd.info()
     info.update(
@@ -114,20 +123,26 @@ def report(run_dir: str, markdown_path: str = "", html_path: str = "", status: s
     rd = RunDir.at(run_dir)
     if status:
         rd.update_info(status=status, finished=now_iso())
-    try:
-        from kftune.report import build_report
-    except ImportError:
-        build_report = None
+    build_report = _build_report()
     if build_report is not None:
-        paths = build_report(rd.path)
-        md = Path(getattr(paths, "markdown", rd.report / "report.md"))
-        html = Path(getattr(paths, "html", rd.report / "report.html"))
+        from kftune.report import write_report
+
+        paths = write_report(build_report(rd.path), rd.report)
     else:
         paths = run_report(rd.path)
-        md, html = paths.markdown, paths.html
-    _copy_artifacts(md, html, markdown_path, html_path)
-    print(f"report: {html}", file=sys.stderr)
-    return str(html.parent)
+    _copy_artifacts(paths.markdown, paths.html, markdown_path, html_path)
+    print(f"report: {paths.html}", file=sys.stderr)
+    return str(paths.html.parent)
+
+
+def _build_report():
+    """The report module's ``build_report(run_dir) -> Report`` (reads any run directory, or a
+    directory of them), or None in a kftune without it."""
+    try:
+        from kftune.report.build import build_report
+    except ImportError:
+        return None
+    return build_report
 
 
 def run_report(run_dir: str | Path):
@@ -194,13 +209,6 @@ def _num_or_str(v):
         return float(v)
     except (TypeError, ValueError):
         return str(v)
-
-
-def collect(run_dirs: list[str], parent: str) -> list[str]:
-    """Fan-in of several configurations (``ner-matrix``): the parent's run.json lists them."""
-    rd = RunDir.at(parent)
-    rd.update_info(configurations=[str(Path(p)) for p in run_dirs])
-    return [str(read_json(Path(p) / "run.json", {}).get("status", "?")) for p in run_dirs]
 
 
 def glue_report(run_dir: str, markdown_path: str = "", html_path: str = "") -> str:
@@ -300,10 +308,15 @@ def matrix_report(run_dir: str, markdown_path: str = "", html_path: str = "") ->
     from kftune.report import Report, write_report
 
     rd = RunDir.at(run_dir)
-    info = rd.info()
-    configs = [Path(p) for p in info.get("configurations") or []] or sorted(
-        p.parent for p in rd.path.glob("*/run.json")
-    )
+    rd.update_info(status="succeeded", finished=now_iso())
+    build_report = _build_report()
+    if build_report is not None:
+        from kftune.report import write_report
+
+        paths = write_report(build_report(rd.path), rd.report)
+        _copy_artifacts(paths.markdown, paths.html, markdown_path, html_path)
+        return str(rd.report)
+    configs = sorted(p.parent for p in rd.path.glob("*/run.json"))
     dev, test, hp = [], [], []
     notes = []
     for cfg in configs:
@@ -314,7 +327,6 @@ def matrix_report(run_dir: str, markdown_path: str = "", html_path: str = "") ->
         dev += d
         test += t
         hp += h
-    rd.update_info(status="succeeded", finished=now_iso())
     report = Report(
         title="NER casing matrix: {original, simple} x {cased, uncased, uncased-cased-mix}",
         description="Each row: a model tuned and retrained on one tag family and training variant; "

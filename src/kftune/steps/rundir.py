@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 RUN_JSON = "run.json"
+MATRIX_JSON = "matrix.json"  # a directory of run directories (ner-matrix) is not itself a run dir
+PARENT_PIPELINES = ("ner-matrix",)
 RUNS_ROOT_CLUSTER = "/cache/runs"
 
 
@@ -69,15 +71,19 @@ def resolve_run_dir(run_dir: str, job_id: str, runs_root: str = RUNS_ROOT_CLUSTE
 @dataclass(frozen=True)
 class RunDir:
     path: Path
+    meta: str = RUN_JSON  # MATRIX_JSON for a directory of configurations
 
     @classmethod
     def at(cls, path: str | os.PathLike[str]) -> RunDir:
-        return cls(Path(path))
+        p = Path(path)
+        return cls(
+            p, MATRIX_JSON if (p / MATRIX_JSON).is_file() and not (p / RUN_JSON).is_file() else RUN_JSON
+        )
 
     # -- layout
     @property
     def run_json(self) -> Path:
-        return self.path / RUN_JSON
+        return self.path / self.meta
 
     @property
     def tune(self) -> Path:

@@ -172,6 +172,26 @@ def _epochs(assignments: dict[str, str], curve: list[list[float]]) -> int | None
 # ----------------------------------------------------------------------------- entry point
 
 
+def _cap_failed(text: str, s: TuneSettings) -> TuneSettings:
+    """A smaller ``max_trial_count`` without ``max_failed_trial_count`` caps the file's
+    maxFailedTrialCount too (Katib refuses maxFailedTrialCount > maxTrialCount)."""
+    import dataclasses
+
+    import yaml
+
+    if s.max_trial_count <= 0 or s.max_failed_trial_count >= 0:
+        return s
+    spec = (yaml.safe_load(text) or {}).get("spec") or {}
+    failed = spec.get("maxFailedTrialCount")
+    if isinstance(failed, int) and failed > s.max_trial_count:
+        print(
+            f"tune: maxFailedTrialCount {failed} -> {s.max_trial_count} (capped by max_trial_count)",
+            file=sys.stderr,
+        )
+        return dataclasses.replace(s, max_failed_trial_count=s.max_trial_count)
+    return s
+
+
 def tune(run_dir: str | Path, settings: TuneSettings, job_id: str = "", api: Any = None) -> dict[str, Any]:
     """Run the search; write tune/{experiment.yaml,trials.json,best.json}; return best.json.
     ``api``: a ``CustomObjectsApi`` for cluster mode (default: from the pod's or the kube config)."""
@@ -179,6 +199,7 @@ def tune(run_dir: str | Path, settings: TuneSettings, job_id: str = "", api: Any
         raise UserError(f"tune: mode {settings.mode!r}: choose local or cluster")
     rd = RunDir.at(run_dir)
     text = experiment_text(settings.experiment)
+    settings = _cap_failed(text, settings)
     rd.tune.mkdir(parents=True, exist_ok=True)
     (rd.tune / "experiment.yaml").write_text(text, encoding="utf-8")
     rd.update_info(tune_started=now_iso(), tune_mode=settings.mode)
