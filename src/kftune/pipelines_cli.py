@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
-import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -202,15 +203,60 @@ def cmd_compile(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- run --local
 
 
-def run_local(name: str, out: Path, params: dict[str, Any], *, full: bool = False) -> Path:
-    """Run pipeline ``name`` with kfp.local; returns its run directory. Raises UserError
-    (exit 1) with the failed step's reason when the pipeline fails."""
+class _Digest(io.TextIOBase):
+    """kfp.local's output (every step's log, executor inputs included) to a log file; only the
+    lines that tell the story (steps starting and ending, trials, metric lines) echoed."""
+
+    KEEP = re.compile(
+        r"Executing task|finished with status|^\s*\[\s*\d+(\.\d)?s\]|experiment \S+: |"
+        r"retrain seed \d+: |compare: |register: |report: |tune: maxFailed"
+    )
+
+    def __init__(self, log_path: Path, echo) -> None:
+        self.log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.echo = echo
+        self.partial = ""
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.partial += text
+        *lines, self.partial = self.partial.split("\n")
+        for line in lines:
+            plain = _ANSI.sub("", line)
+            if self.KEEP.search(plain) and "Streamed logs" not in plain:
+                self.echo.write("  " + plain.strip() + "\n")
+                self.echo.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+    def close(self) -> None:
+        self.log.close()
+        super().close()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def run_local(
+    name: str,
+    out: Path,
+    params: dict[str, Any],
+    *,
+    full: bool = False,
+    run_name: str = "",
+    quiet: bool = False,
+) -> Path:
+    """Run pipeline ``name`` with kfp.local into ``OUT/<run_name or name>``; returns that run
+    directory. ``quiet``: kfp.local's full output goes to ``OUT/.kfp/<run>.log``, a digest to
+    stdout. Raises UserError (exit 1) with the failed step's reason when the pipeline fails."""
     _quiet_kfp()
     from kfp import local
 
     func = _pipeline(name)
     inputs = pipeline_inputs(func)
-    run_dir = (out / name).resolve()
+    run_dir = (out / (run_name or name)).resolve()
     values: dict[str, Any] = {} if full else dict(LOCAL_SETTINGS.get(name, {}))
     values.update(mode="local", run_dir=str(run_dir))
     values.update(params)
@@ -219,7 +265,7 @@ def run_local(name: str, out: Path, params: dict[str, Any], *, full: bool = Fals
     if (run_dir / "run.json").exists():
         raise UserError(f"{run_dir} holds an earlier run: pass another --out, or delete it")
     run_dir.mkdir(parents=True, exist_ok=True)
-    root = out.resolve() / ".kfp" / name
+    root = out.resolve() / ".kfp" / (run_name or name)
     if train_config and "tune_overrides" in inputs:
         # trainer options the Katib validator does not list (e.g. --max-train-samples) go in a
         # --config file; the retrain steps inherit it with the best trial's arguments
@@ -234,13 +280,21 @@ def run_local(name: str, out: Path, params: dict[str, Any], *, full: bool = Fals
     if not full:
         os.environ.setdefault("KFTUNE_TRACKING", "off")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    logging.getLogger("kfp").setLevel(logging.WARNING if os.environ.get("KFTUNE_QUIET_KFP") else logging.INFO)
     print(f"kftune pipeline run {name} --local: run directory {run_dir}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
+    digest = None
+    if quiet:
+        root.mkdir(parents=True, exist_ok=True)
+        digest = _Digest(root.with_suffix(".log"), sys.stdout)
+        print(f"  (every step's full log: {root.with_suffix('.log')})", flush=True)
     try:
-        func(**values)
+        with contextlib.redirect_stdout(digest) if digest else contextlib.nullcontext():
+            func(**values)
     except RuntimeError as exc:
         raise UserError(_failure(name, run_dir, str(exc)), exit_code=1) from exc
+    finally:
+        if digest is not None:
+            digest.close()
     print(
         f"pipeline {name} succeeded in {time.perf_counter() - t0:.0f} s; run directory {run_dir}", flush=True
     )
@@ -259,8 +313,6 @@ def _find_report(run_dir: Path) -> Path | None:
 
 def _failure(name: str, run_dir: Path, kfp_message: str) -> str:
     """One line: which step failed and why (run.json of the run, or of a configuration)."""
-    import re
-
     from kftune.steps.rundir import read_json
 
     for path in [run_dir / "run.json", *sorted(run_dir.glob("*/run.json"))]:
@@ -268,7 +320,7 @@ def _failure(name: str, run_dir: Path, kfp_message: str) -> str:
         if info.get("status") == "failed" and info.get("error"):
             where = f" ({path.parent.name})" if path.parent != run_dir else ""
             return f"pipeline {name} failed at step {info.get('failed_step', '?')}{where}: {info['error']}"
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", kfp_message)
+    plain = _ANSI.sub("", kfp_message)
     return f"pipeline {name} failed: {plain} (step logs above; run directory {run_dir})"
 
 
@@ -281,7 +333,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     func = _pipeline(args.name)
     params = parse_params(args.param, pipeline_inputs(func))
-    run_local(args.name, Path(args.out), params, full=args.full)
+    run_local(args.name, Path(args.out), params, full=args.full, quiet=args.quiet)
     return 0
 
 
