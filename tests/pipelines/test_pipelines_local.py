@@ -99,7 +99,11 @@ def test_ner_matrix_local_fills_the_seed_000_tables(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0, err[-3000:]
     rd = tmp_path / "ner-matrix"
-    assert json.loads((rd / "run.json").read_text())["status"] == "succeeded"
+    assert not (rd / "run.json").exists()  # a directory of run directories (docs/contracts.md)
+    assert json.loads((rd / "matrix.json").read_text())["status"] == "succeeded"
+    for cfg in ("original-uncased", "simple-uncased"):
+        info = json.loads((rd / cfg / "run.json").read_text())
+        assert info["status"] == "succeeded" and info["tag_family"] == cfg.split("-")[0]
     assert (rd / "original-uncased" / "eval" / "seed-1.json").is_file()
     assert (rd / "simple-uncased" / "eval" / "seed-1.json").is_file()
     report = (rd / "report" / "report.md").read_text()
