@@ -38,7 +38,9 @@ def step(task: dsl.PipelineTask, *, cache: bool = False, display: str = "") -> d
     except ImportError as exc:  # a venv set up before kfp-kubernetes became a dependency
         from kftune.errors import UserError
 
-        raise UserError("kfp-kubernetes is missing: run `make setup` (or pip install kfp-kubernetes==2.17.0)") from exc
+        raise UserError(
+            "kfp-kubernetes is missing: run `make setup` (or pip install kfp-kubernetes==2.17.0)"
+        ) from exc
 
     kubernetes.mount_pvc(task, pvc_name=CACHE_PVC, mount_path=CACHE_MOUNT)
     kubernetes.use_config_map_as_env(task, SETTINGS_CONFIGMAP, {k: k for k in SETTINGS_ENV}, optional=True)
@@ -46,3 +48,9 @@ def step(task: dsl.PipelineTask, *, cache: bool = False, display: str = "") -> d
     if display:
         task.set_display_name(display)
     return task
+
+
+def on_gpu(task: dsl.PipelineTask, gpus) -> dsl.PipelineTask:
+    """A training/evaluation step on ``gpus`` NVIDIA GPUs (a pipeline parameter; 0 on CPU nodes).
+    kfp.local ignores it."""
+    return task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)

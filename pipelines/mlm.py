@@ -14,7 +14,7 @@ from kftune.components import (
     tune,
     write_glue_report,
 )
-from kftune.pipelines.common import JOB_ID, experiment_yaml, step
+from kftune.pipelines.common import JOB_ID, experiment_yaml, on_gpu, step
 
 EXPERIMENT = experiment_yaml("mlm-perplexity.yaml")
 
@@ -39,6 +39,7 @@ def mlm_steps(
     finetune_name: str,
     finetune_data: str,
     finetune_args: list[str],
+    gpus_per_step: int,
 ) -> str:
     run = step(
         start_run(run_dir=run_dir, job_id=JOB_ID, pipeline="mlm", task="mlm", model=model, data=data,
@@ -66,7 +67,7 @@ def mlm_steps(
         display="search: dev perplexity (Katib)",
     )
     pretrained = step(
-        retrain_seed(run_dir=searched.output, seed=pretrain_seed, model="", other=""),
+        on_gpu(retrain_seed(run_dir=searched.output, seed=pretrain_seed, model="", other=""), gpus_per_step),
         display="continue pretraining (best configuration)",
     )
     seeds = step(
@@ -74,14 +75,17 @@ def mlm_steps(
     )
     with dsl.ParallelFor(seeds.output, name="finetunes") as item:
         tuned = step(
-            finetune_seed(
-                run_dir=item.run_dir,
-                seed=item.seed,
-                task=finetune_task,
-                data=finetune_data,
-                name=finetune_name,
-                base_seed=pretrain_seed,
-                extra_args=finetune_args,
+            on_gpu(
+                finetune_seed(
+                    run_dir=item.run_dir,
+                    seed=item.seed,
+                    task=finetune_task,
+                    data=finetune_data,
+                    name=finetune_name,
+                    base_seed=pretrain_seed,
+                    extra_args=finetune_args,
+                ),
+                gpus_per_step,
             ),
             display="fine-tune",
         )
@@ -116,6 +120,7 @@ def mlm(
     finetune_name: str = "textcls",
     finetune_data: str = "/cache/data/frenk-hr",
     finetune_args: list[str] = ["--num-epochs", "3", "--learning-rate", "3e-5"],  # noqa: B006
+    gpus_per_step: int = 1,
 ):
     cleanup = step(
         delete_experiment(mode=mode, experiment=experiment, job_id=JOB_ID, namespace=namespace,
@@ -142,4 +147,5 @@ def mlm(
             finetune_name=finetune_name,
             finetune_data=finetune_data,
             finetune_args=finetune_args,
+            gpus_per_step=gpus_per_step,
         )

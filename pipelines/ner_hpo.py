@@ -19,7 +19,7 @@ from kftune.components import (
     tune,
     write_report,
 )
-from kftune.pipelines.common import JOB_ID, experiment_yaml, step
+from kftune.pipelines.common import JOB_ID, experiment_yaml, on_gpu, step
 
 EXPERIMENT = experiment_yaml("ner-asha.yaml")
 
@@ -47,6 +47,7 @@ def ner_hpo_steps(
     register: bool = True,
     model_name: str = "kftune-ner",
     tracking_uri: str = "",
+    gpus_per_step: int = 1,
 ) -> str:
     run = step(
         start_run(
@@ -89,12 +90,18 @@ def ner_hpo_steps(
     seeds = step(plan_seeds(run_dir=searched.output, num_seeds=num_seeds, first_seed=first_seed))
     with dsl.ParallelFor(seeds.output, name="seeds") as item:
         trained = step(
-            retrain_seed(run_dir=item.run_dir, seed=item.seed, model="", other=""),
+            on_gpu(retrain_seed(run_dir=item.run_dir, seed=item.seed, model="", other=""), gpus_per_step),
             display="retrain seed",
         )
         scored = step(
-            evaluate_variants(
-                run_dir=item.run_dir, seed=item.seed, model_dir=trained.output, max_samples=eval_max_samples
+            on_gpu(
+                evaluate_variants(
+                    run_dir=item.run_dir,
+                    seed=item.seed,
+                    model_dir=trained.output,
+                    max_samples=eval_max_samples,
+                ),
+                gpus_per_step,
             ),
             display="evaluate 7 variants",
         )
@@ -150,6 +157,7 @@ def ner_hpo(
     register: bool = True,
     model_name: str = "kftune-ner",
     tracking_uri: str = "",
+    gpus_per_step: int = 1,
 ):
     cleanup = step(
         delete_experiment(
@@ -185,4 +193,5 @@ def ner_hpo(
             register=register,
             model_name=model_name,
             tracking_uri=tracking_uri,
+            gpus_per_step=gpus_per_step,
         )

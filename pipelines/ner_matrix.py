@@ -37,6 +37,7 @@ def ner_matrix(
     register: bool = True,
     model_name: str = "kftune-ner",
     tracking_uri: str = "",
+    gpus_per_step: int = 1,
 ):
     cleanup = step(
         delete_experiment(
@@ -90,6 +91,7 @@ def ner_matrix(
                 register=register,
                 model_name=model_name,
                 tracking_uri=tracking_uri,
+                gpus_per_step=gpus_per_step,
             )
         step(
             write_matrix_report(run_dir=run.output, after=dsl.Collected(done.output)),

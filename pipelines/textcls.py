@@ -17,7 +17,7 @@ from kftune.components import (
     tune,
     write_report,
 )
-from kftune.pipelines.common import JOB_ID, experiment_yaml, step
+from kftune.pipelines.common import JOB_ID, experiment_yaml, on_gpu, step
 
 EXPERIMENT = experiment_yaml("textcls-bayes.yaml")
 
@@ -43,6 +43,7 @@ def textcls_steps(
     register: bool,
     model_name: str,
     tracking_uri: str,
+    gpus_per_step: int,
 ) -> str:
     run = step(
         start_run(run_dir=run_dir, job_id=JOB_ID, pipeline="textcls", task="seqcls", model=model, data=data,
@@ -72,7 +73,8 @@ def textcls_steps(
     seeds = step(plan_seeds(run_dir=searched.output, num_seeds=num_seeds, first_seed=first_seed))
     with dsl.ParallelFor(seeds.output, name="seeds") as item:
         trained = step(
-            retrain_seed(run_dir=item.run_dir, seed=item.seed, model="", other=""), display="retrain"
+            on_gpu(retrain_seed(run_dir=item.run_dir, seed=item.seed, model="", other=""), gpus_per_step),
+            display="retrain",
         )
     others = step(
         plan_other_models(
@@ -81,7 +83,10 @@ def textcls_steps(
     )
     with dsl.ParallelFor(others.output, name="other-models") as other:
         trained_other = step(
-            retrain_seed(run_dir=other.run_dir, seed=other.seed, model=other.model, other=other.model),
+            on_gpu(
+                retrain_seed(run_dir=other.run_dir, seed=other.seed, model=other.model, other=other.model),
+                gpus_per_step,
+            ),
             display="retrain other model",
         )
     compared = step(
@@ -128,6 +133,7 @@ def textcls(
     register: bool = True,
     model_name: str = "kftune-textcls",
     tracking_uri: str = "",
+    gpus_per_step: int = 1,
 ):
     cleanup = step(
         delete_experiment(mode=mode, experiment=experiment, job_id=JOB_ID, namespace=namespace,
@@ -155,4 +161,5 @@ def textcls(
             register=register,
             model_name=model_name,
             tracking_uri=tracking_uri,
+            gpus_per_step=gpus_per_step,
         )

@@ -81,6 +81,12 @@ def test_side_effect_steps_are_not_cached(compiled):
     assert steps["prepare-data"]["cachingOptions"]["enableCache"] is True
     # the platform spec mounts the cache volume and the settings ConfigMap
     platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    # training steps ask for the GPUs the pipeline parameter says (0: CPU nodes)
+    executors = ir["deploymentSpec"]["executors"]
+    for name in ("exec-retrain-seed", "exec-evaluate-variants"):
+        accel = executors[name]["container"]["resources"]["accelerator"]
+        assert accel["resourceType"] == "nvidia.com/gpu" and "gpus_per_step" in accel["resourceCount"]
+    assert "resources" not in executors["exec-tune"]["container"]
     tune_exec = platform["exec-tune"]
     assert tune_exec["pvcMount"][0]["mountPath"] == "/cache"
     assert tune_exec["configMapAsEnv"][0]["configMapName"] == "kftune-settings"
