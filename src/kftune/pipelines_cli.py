@@ -131,6 +131,10 @@ def _quiet_kfp() -> None:
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # kfp.local on every step: display names and Kubernetes settings "have no effect" locally, and
+    # the pipeline image is "non-Python" to it (the steps do run in this Python, with kftune)
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+    warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
 
 
 # ----------------------------------------------------------------------------- parameters
