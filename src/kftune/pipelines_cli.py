@@ -233,10 +233,13 @@ class _Digest(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
 
     def close(self) -> None:
-        self.log.close()
+        if not self.log.closed:
+            self.log.flush()
+            self.log.close()
         super().close()
 
 

@@ -91,21 +91,22 @@ def prepare(task: str, data: str, model: str, tag_family: str = "original", mapp
 
 
 def register(run_dir: str, name: str) -> dict[str, Any]:
-    """Push the run's best seed to the MLflow registry (the registry decides the alias);
-    ``registry.json`` records it. A server that is down fails the step with the command that
-    registers the same run directory later."""
-    try:
-        from kftune.registry import register as do_register
-    except ImportError as exc:  # pragma: no cover - until the registry lands
-        raise StepFailed(f"register: this kftune has no registry ({exc})") from exc
+    """Push the run's best seed to the MLflow Model Registry (``kftune.registry.register``: it
+    decides the alias, writes the model card and ``registry.json``). A server that is down fails
+    the step with the registry's message, which names the command that registers the same run
+    directory later; the retrained models stay in the run directory."""
+    import kftune.registry as registry
+
+    if "register" not in getattr(registry, "__all__", ()) and not hasattr(registry, "register"):
+        raise StepFailed("register: this kftune has no model registry (kftune.registry.register)")
     rd = RunDir.at(run_dir)
-    result = do_register(rd.path, name=name)
-    data = (
-        result if isinstance(result, dict) else getattr(result, "to_dict", lambda: {"result": str(result)})()
-    )
+    result = registry.register(rd.path, name=name)
+    data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
     if not rd.registry_json.is_file():
         write_json(rd.registry_json, data)
-    print(f"register: {data}")
+    print(
+        f"register: {data.get('name')} version {data.get('version')} -> {data.get('alias')} ({data.get('reason')})"
+    )
     return data
 
 
