@@ -11,6 +11,7 @@ demo run is a new run directory ``DIR/runs/ner-hpo-<time>``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,9 @@ class PipelineDemo:
     parallel: int = 2
     max_epochs: int = 2
     learning_rate: str = "5e-4:3e-3"  # a random-init model needs far more than the seed's 6e-6..5e-5
-    max_train_samples: int | None = 1500
-    max_eval_samples: int | None = 300
-    eval_max_samples: int = 300
+    max_train_samples: int | None = 1000
+    max_eval_samples: int | None = 200
+    eval_max_samples: int = 200
     model_name: str = "kftune-demo-ner"
 
 
@@ -72,15 +73,18 @@ def run_pipeline_demo(out: Path, demo: PipelineDemo | None = None, say=print) ->
     config.write_text(json.dumps(train_config) + "\n", encoding="utf-8")
     name = f"ner-hpo-{time.strftime('%Y%m%d-%H%M%S')}"
     say(f"kftune pipeline run ner-hpo --local  (run directory {out / 'runs' / name})")
+    # The steps run in DIR: MLflow puts a SQLite store's artifacts (the registered model, its card)
+    # under ./mlruns of the process that creates the experiment. Caches stay where they were.
+    os.environ.setdefault("KFTUNE_HOME", str(Path.cwd().resolve() / ".kftune"))
+    os.environ.setdefault("KFTUNE_TRACKING", "off")  # trials and retrains: no MLflow runs of their own
+    cwd = Path.cwd()
     t0 = time.perf_counter()
-    run_dir = run_local(
-        "ner-hpo",
-        out / "runs",
-        pipeline_params(demo, tracking_uri, config),
-        full=True,
-        run_name=name,
-        quiet=True,
-    )
+    os.chdir(out)
+    try:
+        params = pipeline_params(demo, tracking_uri, config)
+        run_dir = run_local("ner-hpo", out / "runs", params, full=True, run_name=name, quiet=True)
+    finally:
+        os.chdir(cwd)
     seconds = time.perf_counter() - t0
     registry = (
         json.loads((run_dir / "registry.json").read_text()) if (run_dir / "registry.json").is_file() else {}
