@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
 
 from kftune.steps.argv import drop_flag, flag_value, set_flag, train_args
@@ -172,6 +173,7 @@ def test_cluster_tune_creates_waits_reads_best_and_trials(tmp_path):
     name = "ner-asha-cased-0d3c2b1a"
     assert api.calls[0] == ("create", "experiments", "team-a", name)
     created = json.loads((tmp_path / "run" / "tune" / "experiment.json").read_text())
+    assert yaml.safe_load((tmp_path / "run" / "tune" / "experiment.yaml").read_text()) == created
     assert created["spec"]["maxTrialCount"] == 10 and created["spec"]["parallelTrialCount"] == 2
     assert created["metadata"]["labels"]["kftune.io/pipeline-run"] == "0d3c2b1a-9999"
     args = created["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -15,7 +15,8 @@ pipeline version carries the exact search it ran) with the same overrides, given
 runner's flags (``--set-arg --model=tiny``, ``--max-trial-count 4``, ...; see
 :mod:`kftune.katib.runner_overrides`), applied to the object before it is created or run.
 
-Writes ``tune/experiment.yaml`` (as given), ``tune/trials.json`` and ``tune/best.json``
+Writes ``tune/experiment.given.yaml`` (as given), ``tune/experiment.yaml`` (as run: overrides
+applied), ``tune/trials.json`` and ``tune/best.json``
 (docs/contracts.md). A Failed experiment raises :class:`TuneFailed` with Katib's reason and
 message, after recording them in ``run.json``: the pipeline step fails with that reason.
 """
@@ -36,6 +37,7 @@ from kftune.errors import UserError
 from kftune.steps.rundir import RunDir, now_iso, slug, write_json
 
 MODES = ("local", "cluster")
+GIVEN = "experiment.given.yaml"
 GROUP, VERSION = "kubeflow.org", "v1beta1"
 LABEL_EXPERIMENT = "katib.kubeflow.org/experiment"
 
@@ -201,7 +203,7 @@ def tune(run_dir: str | Path, settings: TuneSettings, job_id: str = "", api: Any
     text = experiment_text(settings.experiment)
     settings = _cap_failed(text, settings)
     rd.tune.mkdir(parents=True, exist_ok=True)
-    (rd.tune / "experiment.yaml").write_text(text, encoding="utf-8")
+    (rd.tune / GIVEN).write_text(text, encoding="utf-8")
     rd.update_info(tune_started=now_iso(), tune_mode=settings.mode)
     try:
         best = (
@@ -217,6 +219,29 @@ def tune(run_dir: str | Path, settings: TuneSettings, job_id: str = "", api: Any
 
 
 # ----------------------------------------------------------------------------- local
+
+
+def _write_yaml(path: Path, raw: dict[str, Any]) -> None:
+    import yaml
+
+    path.write_text(yaml.safe_dump(raw, sort_keys=False, default_flow_style=False), encoding="utf-8")
+
+
+def _effective_spec(work: Path) -> dict[str, Any] | None:
+    """The Experiment as the local runner ran it (overrides applied), from its record."""
+    try:
+        from kftune.katib.store import Store, db_path
+    except ImportError:
+        return None
+    path = db_path(work)
+    if not path.is_file():
+        return None
+    store = Store.open(path)
+    try:
+        spec = store.get_meta("spec")
+    finally:
+        store.close()
+    return spec if isinstance(spec, dict) and spec.get("spec") else None
 
 
 def _run_logged(argv: list[str], stdout_path: Path, keep: int = 20) -> tuple[int, list[str]]:
@@ -237,7 +262,7 @@ def _tune_local(rd: RunDir, s: TuneSettings) -> dict[str, Any]:
     import yaml
 
     work = rd.tune / "katib"
-    argv = [sys.executable, "-m", "kftune", "katib", "run", str(rd.tune / "experiment.yaml"), "--local"]
+    argv = [sys.executable, "-m", "kftune", "katib", "run", str(rd.tune / GIVEN), "--local"]
     argv += ["--work-dir", str(work), "--progress", "plain"]
     if (work / "experiment.db").exists():
         argv.append("--resume")  # a retried step continues the search it started
@@ -250,7 +275,8 @@ def _tune_local(rd: RunDir, s: TuneSettings) -> dict[str, Any]:
         errors = [line.strip() for line in tail if ": error:" in line]
         detail = " | ".join(errors[:3]) or (tail[-1].strip() if tail else "no output")
         raise TuneFailed(f"tune: the local Katib run could not start (exit {code}): {detail}")
-    raw = yaml.safe_load((rd.tune / "experiment.yaml").read_text(encoding="utf-8")) or {}
+    raw = _effective_spec(work) or yaml.safe_load((rd.tune / GIVEN).read_text(encoding="utf-8")) or {}
+    _write_yaml(rd.tune / "experiment.yaml", raw)
     objective = _objective(raw)
     listing = subprocess.run(
         [sys.executable, "-m", "kftune", "katib", "trials", str(work), "-o", "json"],
@@ -404,7 +430,8 @@ def _trial_argv(trial: dict[str, Any]) -> list[str]:
 
 
 def _tune_cluster(rd: RunDir, s: TuneSettings, job_id: str, api: Any = None) -> dict[str, Any]:
-    raw = cluster_experiment(rd.tune.joinpath("experiment.yaml").read_text(encoding="utf-8"), s, job_id)
+    raw = cluster_experiment(rd.tune.joinpath(GIVEN).read_text(encoding="utf-8"), s, job_id)
+    _write_yaml(rd.tune / "experiment.yaml", raw)
     name, ns = raw["metadata"]["name"], raw["metadata"]["namespace"]
     write_json(rd.tune / "experiment.json", raw)
     objective = _objective(raw)
