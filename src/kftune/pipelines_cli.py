@@ -510,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--full", action="store_true", help="the pipeline's own defaults, not the small local settings"
     )
+    r.add_argument(
+        "--quiet", action="store_true", help="every step's log to OUT/.kfp/NAME.log, a digest here"
+    )
     s = sub.add_parser("submit", help="upload the version tagged by git SHA to KFP, run it, wait")
     s.add_argument("name")
     s.add_argument("--host", help="KFP API URL (default $KFP_HOST)")

@@ -184,3 +184,8 @@ def test_submit_recurring_creates_a_schedule_and_does_not_wait(fake_kfp, capsys)
     assert rec["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
     assert rec["pipeline_version_reference"]["pipeline_version_id"] == "pipeline-1-v1"
     assert not fake_kfp.runs
+
+
+def test_list_names_every_pipeline(capsys):
+    code, out, _ = run(["pipeline", "list"], capsys)
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == list(PIPELINES)
