@@ -92,3 +92,30 @@ def run_pipeline_demo(out: Path, demo: PipelineDemo | None = None, say=print) ->
     report = run_dir / "report" / "report.html"
     return {"run_dir": run_dir, "report": report, "registry": registry, "tracking_uri": tracking_uri,
             "db": db, "seconds": seconds}  # fmt: skip
+
+
+def stage_pipeline(cfg: Any, ctx: Any, say=print) -> dict[str, Any]:
+    """The demo stage: run ner-hpo, then say where the report is and how to open the registry."""
+    demo = PipelineDemo(
+        seeds=cfg.pipeline_seeds,
+        trials=cfg.pipeline_trials,
+        max_epochs=cfg.pipeline_max_epochs,
+        max_train_samples=cfg.pipeline_max_train_samples,
+        max_eval_samples=cfg.pipeline_max_eval_samples,
+        eval_max_samples=cfg.pipeline_max_eval_samples or 0,
+    )
+    result = run_pipeline_demo(cfg.out, demo, say=say)
+    reg = result["registry"]
+    say(f"pipeline ner-hpo finished in {result['seconds']:.0f} s; run directory {result['run_dir']}")
+    if reg:
+        say(f"registered {reg.get('model_uri')} -> alias {reg.get('alias')} ({reg.get('reason')})")
+    return result
+
+
+def closing_lines(result: dict[str, Any]) -> list[str]:
+    """The demo's last words: the report, and the command that opens the MLflow UI on the registry."""
+    db = Path(result["db"])
+    return [
+        f"report: {result['report']}",
+        f"MLflow UI (registry, model card, champion alias): mlflow ui --backend-store-uri sqlite:///{db}",
+    ]
