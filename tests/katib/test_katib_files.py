@@ -20,6 +20,7 @@ KATIB = Path(__file__).resolve().parents[2] / "katib"
 FILES = sorted(KATIB.glob("*.yaml"))
 EXPECTED = {
     "ner-asha.yaml",
+    "ner-asha-shared-gpu.yaml",
     "ner-bohb.yaml",
     "ner-hyperband.yaml",
     "ner-pbt.yaml",

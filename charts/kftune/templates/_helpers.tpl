@@ -163,3 +163,41 @@ app.kubernetes.io/component: {{ .component }}
 - name: AWS_DEFAULT_REGION
   value: {{ .Values.artifacts.region | quote }}
 {{- end -}}
+
+{{/* GPU sharing (docs/gpu.md) */}}
+{{- define "kftune.gpu.resource" -}}
+{{- if and .Values.gpuSharing.enabled .Values.gpuSharing.renameByDefault -}}
+nvidia.com/gpu.shared
+{{- else -}}
+nvidia.com/gpu
+{{- end -}}
+{{- end -}}
+
+{{/* The per-trial allocator cap: "auto" = 0.9 / replicas (4 decimals, rounded down), a number, or "" */}}
+{{- define "kftune.gpu.memoryFraction" -}}
+{{- $f := .Values.gpuSharing.memoryFraction -}}
+{{- if eq (toString $f) "auto" -}}
+{{- divf (floor (divf 9000 (float64 .Values.gpuSharing.replicas))) 10000 | printf "%.4f" -}}
+{{- else if ne (toString $f) "" -}}
+{{- $f | float64 | printf "%.4f" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The NVIDIA device plugin's config file (k8s-device-plugin config v1) */}}
+{{- define "kftune.gpu.devicePluginConfig" -}}
+version: v1
+flags:
+  migStrategy: none
+sharing:
+  {{- if eq .Values.gpuSharing.mode "mps" }}
+  mps:
+    renameByDefault: {{ .Values.gpuSharing.renameByDefault }}
+  {{- else }}
+  timeSlicing:
+    renameByDefault: {{ .Values.gpuSharing.renameByDefault }}
+    failRequestsGreaterThanOne: true
+  {{- end }}
+    resources:
+      - name: nvidia.com/gpu
+        replicas: {{ int .Values.gpuSharing.replicas }}
+{{- end -}}

@@ -33,6 +33,9 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 KEEP = ("none", "best", "last", "both")
 FAMILIES = ("original", "simple")
 DEVICES = ("auto", "cpu", "cuda")
+FAST_PATH = ("auto", "on", "off")
+# torch.compile modes (kftune.train.fastpath.COMPILE_MODES; this module must not import torch)
+COMPILE = ("auto", "off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # The main metric of each task: what best/ keeps and what an HPO objective usually is.
 DEFAULT_BEST_METRIC = {"ner": "eval_f1", "seqcls": "eval_macro_f1", "mlm": "eval_loss"}
 REQUIRED = ("task", "data", "model", "output_dir")
@@ -112,6 +115,31 @@ class TrainArgs:
     )
     device: str = _f("auto", "auto (cuda when available), cpu or cuda", choices=DEVICES)
     num_threads: int | None = _f(None, "torch CPU threads (default: torch's own choice)")
+    fast_path: str = _f(
+        "auto",
+        "training split as padded tensors on the device, bucketed batch widths, ready 4-D attention masks, "
+        "no per-step host syncs: auto (on for CUDA), on, off (the plain host-collated path)",
+        choices=FAST_PATH,
+    )
+    compile: str = _f(
+        "auto",
+        "torch.compile the forward+loss (fast path, dynamic shapes): auto (currently off; see docs/gpu.md), "
+        "off, or a torch.compile mode (default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs)",
+        choices=COMPILE,
+    )
+    pad_multiple: int | None = _f(
+        None, "fast path: pad each batch's width up to a multiple of this (default 16 on CUDA, 1 on CPU)"
+    )
+    profile_steps: int = _f(
+        0,
+        "time N steps of the last epoch (after its first 20) phase by phase, with device syncs, into metrics.json "
+        "'profile' (0 = off)",
+    )
+    gpu_memory_fraction: float | None = _f(
+        None,
+        "cap this process's CUDA allocations at this fraction of the GPU's memory (trials sharing a GPU); "
+        "default: the KFTUNE_GPU_MEMORY_FRACTION environment variable, else no cap",
+    )
     tag_family: str = _f(
         "original", "NER tag family: original, or simple (mapped through --mapping)", choices=FAMILIES
     )
@@ -170,6 +198,20 @@ class TrainArgs:
     @property
     def greater_is_better(self) -> bool:
         return GOALS.get(self.best_metric, "maximize") == "maximize"
+
+    @property
+    def gpu_memory_fraction_(self) -> float | None:
+        if self.gpu_memory_fraction is not None:
+            return self.gpu_memory_fraction
+        raw = os.environ.get("KFTUNE_GPU_MEMORY_FRACTION", "").strip()
+        if not raw:
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            raise UserError(
+                f"KFTUNE_GPU_MEMORY_FRACTION={raw!r} is not a number: set it to a fraction in (0, 1] or unset it"
+            ) from None
 
     @property
     def resume_dir(self) -> Path | None:
@@ -364,6 +406,20 @@ def validate(args: TrainArgs) -> None:
     _check(
         args.num_threads is None or args.num_threads >= 1,
         f"--num-threads must be >= 1, got {args.num_threads}",
+    )
+    _check(
+        args.pad_multiple is None or 1 <= args.pad_multiple <= 512,
+        f"--pad-multiple must be between 1 and 512, got {args.pad_multiple}",
+    )
+    _check(args.profile_steps >= 0, f"--profile-steps must be >= 0, got {args.profile_steps}")
+    fraction = args.gpu_memory_fraction_
+    _check(
+        fraction is None or 0 < fraction <= 1,
+        f"--gpu-memory-fraction (or KFTUNE_GPU_MEMORY_FRACTION) must be in (0, 1], got {fraction}",
+    )
+    _check(
+        args.compile in ("auto", "off") or args.fast_path != "off",
+        f"--compile {args.compile} needs the fast path: drop --fast-path off, or use --compile off",
     )
     for name in ("max_train_samples", "max_eval_samples"):
         value = getattr(args, name)

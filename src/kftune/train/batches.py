@@ -46,8 +46,9 @@ def split_micro(batch: np.ndarray, per_device: int) -> list[np.ndarray]:
     return [batch[i : i + per_device] for i in range(0, len(batch), per_device)]
 
 
-def pad(rows: list[list[int]], value: int) -> np.ndarray:
+def pad(rows: list[list[int]], value: int, width_multiple: int = 1) -> np.ndarray:
     width = max(len(r) for r in rows)
+    width = -(-width // width_multiple) * width_multiple
     out = np.full((len(rows), width), value, dtype=np.int64)
     for i, r in enumerate(rows):
         out[i, : len(r)] = r
@@ -60,9 +61,11 @@ def collate(
     pad_id: int,
     device: torch.device,
     token_labels: bool = True,
+    width_multiple: int = 1,
 ) -> dict[str, torch.Tensor]:
-    """Pad to the longest row of this batch; labels padded with -100 (token tasks) or a vector."""
-    ids = pad(input_ids, pad_id)
+    """Pad to the longest row of this batch (rounded up to ``width_multiple``); labels padded with
+    -100 (token tasks) or a vector."""
+    ids = pad(input_ids, pad_id, width_multiple)
     mask = np.zeros_like(ids)
     for i, r in enumerate(input_ids):
         mask[i, : len(r)] = 1
@@ -72,7 +75,7 @@ def collate(
         "attention_mask": torch.from_numpy(mask).to(device, non_blocking=nb),
     }
     if labels is not None:
-        lab = pad(labels, IGNORE) if token_labels else np.asarray(labels, dtype=np.int64)
+        lab = pad(labels, IGNORE, width_multiple) if token_labels else np.asarray(labels, dtype=np.int64)
         batch["labels"] = torch.from_numpy(lab).to(device, non_blocking=nb)
     return batch
 

@@ -33,7 +33,7 @@ from kftune.data import apply_variant
 from kftune.data.types import Corpus
 from kftune.errors import UserError
 from kftune.train import checkpoint as ckpt
-from kftune.train import track
+from kftune.train import fastpath, track
 from kftune.train.args import TrainArgs
 from kftune.train.batches import collate, epoch_batches, mask_tokens, split_micro
 from kftune.train.encode import IGNORE, encode
@@ -42,6 +42,7 @@ from kftune.train.metric_lines import METRICS_BY_TASK, NAN_STATUS_LINE, format_e
 from kftune.train.modelio import auto_class, build_model, kftune_meta
 from kftune.train.optim import make_optimizer, make_scheduler, pick_device, pick_dtype, steps_per_epoch
 from kftune.train.predict import mask_eval_split, metrics_from_prediction, pad_id_of, run_model
+from kftune.train.profile import NullProfiler, StepProfiler
 
 RESUME_KEYS = (  # hyperparameters a resumed run is expected to share with its checkpoint
     "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler", "optimizer", "schedule_epochs",
@@ -119,6 +120,12 @@ class Trial:
         self.batch: BatchState | None = None
         self.auto_batch: dict | None = None
         self._bad_step: torch.Tensor | None = None
+        self.fast: fastpath.DeviceData | None = None
+        self._compile_checked = True
+        self.fast_info: dict = {"enabled": False}
+        self.compile_mode = "off"
+        self.loss_fn = None
+        self.profiler = NullProfiler()
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -128,6 +135,9 @@ class Trial:
             torch.set_num_threads(a.num_threads)
         self.device = pick_device(a.device)
         self.dtype = pick_dtype(a.precision, self.device)
+        fraction = a.gpu_memory_fraction_
+        if fraction is not None and self.device.type == "cuda":
+            torch.cuda.set_per_process_memory_fraction(fraction, self.device)
         resume = a.resume_dir
         self.resume_ckpt = ckpt.resolve(resume / "last") if resume else None
         state = ckpt.read_state(self.resume_ckpt) if self.resume_ckpt else None
@@ -216,8 +226,57 @@ class Trial:
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         if state is not None:
             self._restore(state)
+        self._setup_fast_path()
+        if a.profile_steps:
+            self.profiler = StepProfiler(self.device, a.profile_steps)
         ckpt.clean_stale(self.output_dir)
         self.timings["setup_s"] = time.perf_counter() - t0
+
+    def _setup_fast_path(self) -> None:
+        """Device-resident data, bucketed widths, 4-D masks and (optionally) torch.compile."""
+        a = self.args
+        self.compile_mode = fastpath.resolve_compile(a.compile, self.device)
+        use = fastpath.resolve_fast_path(a.fast_path, self.device) or (
+            a.fast_path == "auto" and self.compile_mode != "off"
+        )
+        if not use:
+            self.compile_mode = "off"
+            return
+        multiple = a.pad_multiple or (16 if self.device.type == "cuda" else 1)
+        mask_4d = False
+        too_big = fastpath.device_bytes(self.train_enc) > fastpath.DEVICE_DATA_MAX_BYTES
+        if too_big:
+            log(
+                "fast path: the training split is too large to keep on the device; batches are collated on the host"
+            )
+        if a.task != "mlm" and not too_big:
+            self.fast = fastpath.DeviceData(self.train_enc, a.task, self.pad_id, self.device, multiple)
+            if len(self.train_enc):
+                rows = np.argsort(self.train_enc.lengths)[[0, -1]]  # the shortest and the longest row
+                self.fast.start_epoch([rows])
+                ids, mask, _ = self.fast.slice(0, 2)
+                rng = ckpt.capture_rng()
+                mask_4d = fastpath.accepts_4d_mask(self.model, ids, mask)
+                ckpt.restore_rng(rng)
+                self.fast.mask_4d = mask_4d
+        self.pad_multiple = multiple
+        self.loss_fn = fastpath.make_loss_fn(self.model, self.dtype, self.device, a.label_smoothing)
+        self._eager_loss_fn = self.loss_fn
+        if self.compile_mode != "off":
+            self.loss_fn = fastpath.compile_loss(self.loss_fn, self.compile_mode)
+        self._compile_checked = self.compile_mode == "off"
+        self.fast_info = {
+            "enabled": True,
+            "device_data": self.fast is not None,
+            "pad_multiple": multiple,
+            "mask_4d": mask_4d,
+            "compile": self.compile_mode,
+        }
+        log(
+            f"fast path: data on {'the device' if self.fast is not None else 'the host'}, "
+            f"widths padded to multiples of {multiple}, {'4-D' if mask_4d else '2-D'} attention mask, "
+            f"torch.compile {self.compile_mode}"
+        )
 
     def _check_max_length(self, source: str) -> None:
         from transformers import AutoConfig
@@ -349,28 +408,54 @@ class Trial:
             n = sum(x != IGNORE for x in labels)
         return rows, labels, max(n, 1)
 
-    def _step(self, rows: list, labels: list, n_labels: int) -> torch.Tensor:
+    def _micro_batches(self, rows: list, labels: list, span: tuple[int, int] | None):
+        """``(input_ids, attention_mask, labels)`` per micro-batch of ``batch.per_device`` rows: gathered
+        on the device (fast path, ``span`` in the epoch order) or collated on the host."""
         a = self.args
-        self.optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=self.device)
-        inject_nan = self.hooks.nan_at == self.global_step + 1
+        if span is not None:
+            start, end = span
+            for s in range(start, end, self.batch.per_device):
+                e = min(s + self.batch.per_device, end)
+                self.hooks.before_forward(e - s, self.device)
+                yield self.fast.slice(s, e)
+            return
+        width_multiple = getattr(self, "pad_multiple", 1) if self.loss_fn is not None else 1
         for part in split_micro(np.arange(len(rows)), self.batch.per_device):
             self.hooks.before_forward(len(part), self.device)
             batch = collate([rows[i] for i in part], [labels[i] for i in part], self.pad_id, self.device,
-                            token_labels=a.task != "seqcls")  # fmt: skip
-            lab = batch.pop("labels")
-            with self._autocast():
-                logits = self.model(**batch).logits
-            loss = (
-                F.cross_entropy(
-                    logits.float().reshape(-1, logits.shape[-1]),
-                    lab.reshape(-1),
-                    ignore_index=IGNORE,
-                    reduction="sum",
-                    label_smoothing=a.label_smoothing,
-                )
-                / n_labels
-            )
+                            token_labels=a.task != "seqcls", width_multiple=width_multiple)  # fmt: skip
+            yield batch["input_ids"], batch["attention_mask"], batch["labels"]
+
+    def _loss_sum(self, ids: torch.Tensor, mask: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
+        if self.loss_fn is not None:
+            return self.loss_fn(ids, mask, lab)
+        with self._autocast():
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+        return F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]),
+            lab.reshape(-1),
+            ignore_index=IGNORE,
+            reduction="sum",
+            label_smoothing=self.args.label_smoothing,
+        )
+
+    def _n_labels(self, idx: np.ndarray) -> int:
+        if self.args.task == "ner":
+            return max(1, int(self.train_label_counts[idx].sum()))
+        return max(1, int(sum(self.train_enc.labels[i] != IGNORE for i in idx)))
+
+    def _step(
+        self, rows: list, labels: list, n_labels: int, span: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        if not self._compile_checked:
+            return self._first_compiled_step(rows, labels, n_labels, span)
+        prof = self.profiler
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        inject_nan = self.hooks.nan_at == self.global_step + 1
+        for ids, mask, lab in self._micro_batches(rows, labels, span):
+            prof.mark("data")
+            loss = self._loss_sum(ids, mask, lab) / n_labels
             if inject_nan:
                 loss = loss * float("nan")
             if self.scaler is not None:
@@ -378,17 +463,43 @@ class Trial:
             else:
                 loss.backward()
             total += loss.detach()
-        if a.max_grad_norm > 0:
+            prof.mark("forward_backward")
+        if self.args.max_grad_norm > 0:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), a.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm, foreach=True)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             self.optimizer.step()
         self.scheduler.step()
+        prof.mark("optimizer")
         return total
+
+    def _first_compiled_step(self, rows, labels, n_labels, span) -> torch.Tensor:
+        """The first step compiles; if torch.compile itself fails (not an OOM), say so and redo the
+        step eagerly rather than lose the trial."""
+        self._compile_checked = True
+        t0 = time.perf_counter()
+        try:
+            loss = self._step(rows, labels, n_labels, span)
+        except Exception as exc:
+            if is_oom(exc):
+                self._compile_checked = False
+                raise
+            log(
+                f"torch.compile failed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}); training without it"
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.loss_fn = self._eager_loss_fn
+            self.compile_mode = "off"
+            self.fast_info.update(compile="off", compile_error=f"{exc.__class__.__name__}: {str(exc)[:500]}")
+            return self._step(rows, labels, n_labels, span)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.fast_info["first_step_s"] = round(time.perf_counter() - t0, 3)
+        return loss
 
     def _check_finite(self, force: bool = False) -> None:
         """NaN/inf detection without a host sync per step on GPU (checked every 32 steps)."""
@@ -408,13 +519,21 @@ class Trial:
         mask_rng = np.random.default_rng([a.seed, epoch, 0x6D6C6D]) if a.task == "mlm" else None
         loss_sum = torch.zeros((), device=self.device)
         self._bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        spans = self.fast.start_epoch(batches) if self.fast is not None else [None] * len(batches)
+        prof = self.profiler
+        prof.start_epoch(enabled=epoch == a.num_epochs)
+        started = time.time()
         t0 = time.perf_counter()
-        for idx in batches:
+        for idx, span in zip(batches, spans, strict=True):
+            prof.begin_step()
             self.guard.check()
-            rows, labels, n_labels = self._rows(idx, mask_rng)
+            if span is None:
+                rows, labels, n_labels = self._rows(idx, mask_rng)
+            else:
+                rows, labels, n_labels = [], [], self._n_labels(idx)
             while True:
                 try:
-                    loss = self._step(rows, labels, n_labels)
+                    loss = self._step(rows, labels, n_labels, span)
                     break
                 except Exception as exc:
                     if not is_oom(exc):
@@ -427,16 +546,20 @@ class Trial:
             loss_sum += loss
             self.samples_trained += len(idx)
             self.hooks.after_step()
+            prof.end_step()
         self._check_finite(force=True)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
+        prof.end_epoch()
         self.timings["train_s"] += seconds
         return {
             "train_loss": float(loss_sum.item() / max(1, len(batches))),
             "learning_rate": float(self.scheduler.get_last_lr()[0]),
             "train_seconds": seconds,
             "train_samples_per_second": len(self.train_enc) / seconds if seconds > 0 else 0.0,
+            "train_started_unix": round(started, 3),
+            "train_ended_unix": round(started + seconds, 3),
         }
 
     def _on_oom(self, exc: BaseException, epoch: int) -> None:
@@ -616,11 +739,27 @@ class Trial:
             "train_samples_per_second": self.samples_trained / train_s if train_s > 0 else None,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "device": str(getattr(self, "device", "")),
+            "fast_path": self.fast_info,
+            "profile": self.profiler.result,
+            "gpu": self._gpu_info(),
             "precision": str(getattr(self, "dtype", "")).removeprefix("torch."),
             "model": self.args.model,
             "model_dir": self.model_dir,
             "kftune_version": __version__,
             "args": self.args.to_dict(),
+        }
+
+    def _gpu_info(self) -> dict | None:
+        device = getattr(self, "device", None)
+        if device is None or device.type != "cuda":
+            return None
+        props = torch.cuda.get_device_properties(device)
+        return {
+            "name": props.name,
+            "total_memory_bytes": props.total_memory,
+            "peak_allocated_bytes": torch.cuda.max_memory_allocated(device),
+            "peak_reserved_bytes": torch.cuda.max_memory_reserved(device),
+            "memory_fraction": self.args.gpu_memory_fraction_,
         }
 
     def run(self) -> int:
