@@ -189,3 +189,29 @@ def test_submit_recurring_creates_a_schedule_and_does_not_wait(fake_kfp, capsys)
 def test_list_names_every_pipeline(capsys):
     code, out, _ = run(["pipeline", "list"], capsys)
     assert code == 0 and [line.split()[0] for line in out.splitlines()] == list(PIPELINES)
+
+
+def test_ci_workflow_compiles_validates_and_submits_only_with_secrets():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    wf = yaml.safe_load((root / ".github" / "workflows" / "pipeline.yml").read_text())
+    assert wf[True]["push"]["branches"] == ["main"]  # YAML 1.1 reads the key `on` as True
+    job = next(iter(wf["jobs"].values()))
+    assert (
+        job["env"]["KFP_HOST"] == "${{ secrets.KFP_HOST }}"
+        and job["env"]["KFP_TOKEN"] == "${{ secrets.KFP_TOKEN }}"
+    )
+    runs = [s.get("run", "") for s in job["steps"]]
+    order = [
+        next(i for i, r in enumerate(runs) if "make setup" in r),
+        next(i for i, r in enumerate(runs) if "kftune pipeline compile all" in r),
+        next(i for i, r in enumerate(runs) if "kftune katib validate katib/" in r),
+        next(i for i, r in enumerate(runs) if "load_component_from_file" in r),
+        next(i for i, r in enumerate(runs) if "kftune pipeline submit" in r),
+    ]
+    assert order == sorted(order)
+    submit = job["steps"][order[-1]]
+    assert submit["if"] == "${{ env.KFP_HOST != '' }}" and '--host "$KFP_HOST"' in submit["run"]
+    skipped = [s for s in job["steps"] if s.get("if") == "${{ env.KFP_HOST == '' }}"]
+    assert skipped and "nothing submitted" in skipped[0]["run"]
