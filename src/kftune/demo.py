@@ -6,9 +6,15 @@ Stage 1 (this issue), on a laptop CPU in a few minutes:
 ``train``     fine-tune NER (original tag family) once on ``uncased`` and once on ``cased`` text
 ``evaluate``  score each model on all seven casing variants of dev and test (``kftune evaluate``'s code)
 ``report``    print the seed-000 tables (Development, Test) and write them to DIR/tables.md
+``pipeline``  the whole story through the ``ner-hpo`` pipeline itself (``kftune pipeline run ner-hpo
+              --local``, :mod:`kftune.demo_pipeline`): a small TPE + ASHA search from
+              ``katib/ner-asha.yaml`` -> the best configuration retrained with 3 seeds -> every model on
+              the seven casing variants -> paired comparison with a baseline -> the MLflow registry in
+              DIR/mlflow.db (``champion`` alias only when significantly better) -> the report; ends with
+              the report's path and the ``mlflow ui`` command. The default of ``make demo``.
 
-Each stage is a function ``stage_<name>(cfg, ctx)`` that reads and extends ``ctx``; later
-stages (an ASHA search, multi-seed retrains, a registry) slot in by name.
+Each stage is a function ``stage_<name>(cfg, ctx)`` that reads and extends ``ctx``; ``--stages``
+picks them (default ``prepare,pipeline``).
 """
 
 from __future__ import annotations
@@ -36,7 +42,13 @@ class DemoConfig:
     seed: int = 42
     tag_family: str = "original"
     train_variants: tuple[str, ...] = ("uncased", "cased")
-    stages: tuple[str, ...] = ("prepare", "train", "evaluate", "report")
+    stages: tuple[str, ...] = ("prepare", "pipeline")
+    # the pipeline stage (about 6 minutes on 2 cores)
+    pipeline_seeds: int = 3
+    pipeline_trials: int = 4
+    pipeline_max_epochs: int = 2
+    pipeline_max_train_samples: int | None = 1000
+    pipeline_max_eval_samples: int | None = 200
 
 
 @dataclass
@@ -47,6 +59,7 @@ class Context:
         default_factory=dict
     )  # trained-on variant -> {split: {variant: metrics}}
     tables: dict[str, str] = field(default_factory=dict)  # "Development"/"Test" -> markdown
+    pipeline: dict = field(default_factory=dict)  # the pipeline stage's run dir, report, registry entry
 
 
 def say(message: str) -> None:
@@ -167,11 +180,18 @@ def stage_report(cfg: DemoConfig, ctx: Context) -> None:
     say(f"tables written to {cfg.out / 'tables.md'}")
 
 
+def stage_pipeline(cfg: DemoConfig, ctx: Context) -> None:
+    from kftune.demo_pipeline import stage_pipeline as run_stage
+
+    ctx.pipeline = run_stage(cfg, ctx, say=say)
+
+
 STAGES: dict[str, Callable[[DemoConfig, Context], None]] = {
     "prepare": stage_prepare,
     "train": stage_train,
     "evaluate": stage_evaluate,
     "report": stage_report,
+    "pipeline": stage_pipeline,
 }
 
 
@@ -190,6 +210,11 @@ def run(cfg: DemoConfig) -> Context:
         ctx.timings[name] = round(time.perf_counter() - t0, 1)
     ctx.timings["total"] = round(time.perf_counter() - t_all, 1)
     say(f"demo finished in {ctx.timings['total']:.0f} s")
+    if ctx.pipeline:
+        from kftune.demo_pipeline import closing_lines
+
+        for line in closing_lines(ctx.pipeline):
+            say(line)
     return ctx
 
 
@@ -223,6 +248,8 @@ def main(argv: list[str]) -> int:
         "--max-eval-samples", type=_positive, help="evaluate on the first N dev/test sentences only"
     )
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seeds", type=_positive, default=3, help="pipeline stage: seeds retrained (default 3)")
+    p.add_argument("--trials", type=_positive, default=4, help="pipeline stage: search trials (default 4)")
     p.add_argument(
         "--stages", default=",".join(STAGES), help=f"comma-separated stages (default {','.join(STAGES)})"
     )
@@ -242,7 +269,13 @@ def main(argv: list[str]) -> int:
         max_eval_samples=a.max_eval_samples,
         seed=a.seed,
         stages=stages,
+        pipeline_seeds=a.seeds,
+        pipeline_trials=a.trials,
     )
+    if a.max_train_samples:
+        cfg.pipeline_max_train_samples = a.max_train_samples
+    if a.max_eval_samples:
+        cfg.pipeline_max_eval_samples = a.max_eval_samples
     run(cfg)
     sys.stdout.flush()
     return 0
