@@ -251,7 +251,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seeds", type=_positive, default=3, help="pipeline stage: seeds retrained (default 3)")
     p.add_argument("--trials", type=_positive, default=4, help="pipeline stage: search trials (default 4)")
     p.add_argument(
-        "--stages", default=",".join(STAGES), help=f"comma-separated stages (default {','.join(STAGES)})"
+        "--stages",
+        default=",".join(DemoConfig.stages),
+        help=f"comma-separated stages, from {', '.join(STAGES)} (default {','.join(DemoConfig.stages)})",
     )
     a = p.parse_args(argv)
     stages = tuple(s.strip() for s in a.stages.split(",") if s.strip())

@@ -33,6 +33,8 @@ def test_demo_stage1_prints_the_seed_tables(kftune_home, tmp_path):
             "100",
             "--learning-rate",
             "2e-3",
+            "--stages",
+            "prepare,train,evaluate,report",  # the search stage has its own test (test_local_asha.py)
         ],  # fmt: skip
         capture_output=True,
         text=True,
