@@ -45,9 +45,9 @@ class DemoConfig:
     stages: tuple[str, ...] = ("prepare", "pipeline")
     # the pipeline stage (about 6 minutes on 2 cores)
     pipeline_seeds: int = 3
-    pipeline_trials: int = 4
-    pipeline_max_epochs: int = 2
-    pipeline_max_train_samples: int | None = 1000
+    pipeline_trials: int = 6
+    pipeline_max_epochs: int = 3
+    pipeline_max_train_samples: int | None = 1500
     pipeline_max_eval_samples: int | None = 200
 
 
@@ -249,7 +249,7 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--seeds", type=_positive, default=3, help="pipeline stage: seeds retrained (default 3)")
-    p.add_argument("--trials", type=_positive, default=4, help="pipeline stage: search trials (default 4)")
+    p.add_argument("--trials", type=_positive, default=6, help="pipeline stage: search trials (default 6)")
     p.add_argument(
         "--stages",
         default=",".join(DemoConfig.stages),

@@ -21,11 +21,11 @@ from typing import Any
 @dataclass
 class PipelineDemo:
     seeds: int = 3
-    trials: int = 4
+    trials: int = 6
     parallel: int = 2
-    max_epochs: int = 2
-    learning_rate: str = "5e-4:3e-3"  # a random-init model needs far more than the seed's 6e-6..5e-5
-    max_train_samples: int | None = 1000
+    max_epochs: int = 3  # ASHA rungs of 1 and 3 epochs (reduction factor 3)
+    learning_rate: str = "1e-3:4e-3"  # a random-init model needs far more than the seed's 6e-6..5e-5
+    max_train_samples: int | None = 1500
     max_eval_samples: int | None = 200
     eval_max_samples: int = 200
     model_name: str = "kftune-demo-ner"

@@ -212,3 +212,10 @@ def test_bad_mode_and_missing_experiment_are_user_errors(tmp_path):
         tune(tmp_path, TuneSettings(mode="k8s", experiment=EXPERIMENT))
     with pytest.raises(UserError, match="neither YAML text nor a file"):
         tune(tmp_path, TuneSettings(mode="local", experiment="katib/nope.yaml"))
+
+
+def test_prepare_skips_when_the_experiment_file_names_data_and_model(capsys):
+    from kftune.steps.publish import prepare
+
+    assert prepare("ner", "", "")["skipped"] is True
+    assert "nothing to build" in capsys.readouterr().out

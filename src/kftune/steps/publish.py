@@ -72,6 +72,9 @@ def prepare(task: str, data: str, model: str, tag_family: str = "original", mapp
     """Build what every trial would otherwise race to build: the corpus (demo corpora are
     generated once into KFTUNE_HOME), each casing variant of it (checked to apply), and the
     model (the tiny model's vocabulary and weights are cached)."""
+    if not data or not model:  # "as in the Experiment file": the trials resolve them (cluster paths)
+        print("prepare: data/model as in the Experiment file: nothing to build here")
+        return {"task": task, "data": data, "model": model, "skipped": True}
     from kftune.data import apply_variant, load_corpus
     from kftune.evaluate.crossvariant import variants_for
     from kftune.train.models import resolve_model
