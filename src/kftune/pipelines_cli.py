@@ -294,12 +294,18 @@ def run_local(
         root.mkdir(parents=True, exist_ok=True)
         digest = _Digest(root.with_suffix(".log"), sys.stdout)
         print(f"  (every step's full log: {root.with_suffix('.log')})", flush=True)
+    import builtins
+
+    original_print = builtins.print
     try:
         with contextlib.redirect_stdout(digest) if digest else contextlib.nullcontext():
             func(**values)
     except RuntimeError as exc:
         raise UserError(_failure(name, run_dir, str(exc)), exit_code=1) from exc
     finally:
+        # kfp.local indents print() per task by swapping builtins.print; two loop iterations in
+        # threads can leave the indenting version in place (kfp 2.17)
+        builtins.print = original_print
         if digest is not None:
             digest.close()
     print(
