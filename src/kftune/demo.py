@@ -43,7 +43,7 @@ class DemoConfig:
     tag_family: str = "original"
     train_variants: tuple[str, ...] = ("uncased", "cased")
     stages: tuple[str, ...] = ("prepare", "pipeline")
-    # the pipeline stage (about 6 minutes on 2 cores)
+    # the pipeline stage (about 3 minutes on 2 cores; 6-8 when the cores are shared)
     pipeline_seeds: int = 3
     pipeline_trials: int = 6
     pipeline_max_epochs: int = 3

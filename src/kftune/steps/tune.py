@@ -4,7 +4,7 @@ Two modes, chosen by the pipeline parameter ``mode``:
 
 ``local``    ``kftune katib run FILE --local`` in a subprocess (the local runner: same suggestion
              code, trials as subprocesses), its work dir under ``RUN_DIR/tune/katib``; trials are
-             read back with ``kftune katib trials DIR -o json``.
+             read back with the runner's export (:mod:`kftune.katib.runner_export`).
 ``cluster``  create the Experiment with ``kubernetes.client.CustomObjectsApi`` (the pipeline pod's
              ServiceAccount ``kftune-pipeline`` may), poll its conditions, read
              ``status.currentOptimalTrial`` and the Trials; the pipeline deletes it in an exit
@@ -144,20 +144,6 @@ def _metric_values(observation: dict[str, Any] | None, objective: dict[str, str]
     return out
 
 
-def _curve(stdout_log: str | None, metric: str) -> list[list[float]]:
-    """[[epoch, objective], ...] from a trial's metric lines (local runs keep its stdout)."""
-    from kftune.train.metric_lines import parse_line
-
-    if not stdout_log or not Path(stdout_log).is_file() or not metric:
-        return []
-    curve: list[list[float]] = []
-    for line in Path(stdout_log).read_text(encoding="utf-8", errors="replace").splitlines():
-        pairs = dict(parse_line(line))
-        if "epoch" in pairs and metric in pairs:
-            curve.append([int(pairs["epoch"]), pairs[metric]])
-    return curve
-
-
 def _assignments(items: list[dict[str, Any]] | None) -> dict[str, str]:
     return {str(p.get("name")): str(p.get("value")) for p in items or []}
 
@@ -227,6 +213,23 @@ def _write_yaml(path: Path, raw: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(raw, sort_keys=False, default_flow_style=False), encoding="utf-8")
 
 
+def _local_trials(work: Path) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """tune/trials.json rows (the runner's export, docs/contracts.md) and each trial's command."""
+    from kftune.katib.runner_export import tune_trials
+    from kftune.katib.store import Store, db_path
+
+    trials = tune_trials(work)
+    store = Store.open(db_path(work))
+    try:
+        argv_of = {row.name: list(row.argv) for row in store.trials()}
+        reasons = {row.name: row.reason or "" for row in store.trials()}
+    finally:
+        store.close()
+    for t in trials:
+        t.setdefault("reason", reasons.get(t["name"], ""))
+    return trials, argv_of
+
+
 def _effective_spec(work: Path) -> dict[str, Any] | None:
     """The Experiment as the local runner ran it (overrides applied), from its record."""
     try:
@@ -278,33 +281,7 @@ def _tune_local(rd: RunDir, s: TuneSettings) -> dict[str, Any]:
     raw = _effective_spec(work) or yaml.safe_load((rd.tune / GIVEN).read_text(encoding="utf-8")) or {}
     _write_yaml(rd.tune / "experiment.yaml", raw)
     objective = _objective(raw)
-    listing = subprocess.run(
-        [sys.executable, "-m", "kftune", "katib", "trials", str(work), "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if listing.returncode != 0:
-        raise TuneFailed(f"tune: cannot list the trials of {work}: {listing.stderr.strip()}")
-    items = json.loads(listing.stdout).get("items") or []
-    trials = []
-    argv_of: dict[str, list[str]] = {}
-    for it in items:
-        assignments = _assignments(it.get("parameterAssignments"))
-        curve = _curve((it.get("logs") or {}).get("stdout"), objective["metric"])
-        trials.append(
-            {
-                "name": it.get("name"),
-                "status": it.get("condition"),
-                "assignments": assignments,
-                "labels": it.get("labels") or {},
-                "metrics": _metric_values(it.get("observation"), objective),
-                "curve": curve,
-                "epochs": _epochs(assignments, curve),
-                "reason": it.get("reason") or "",
-            }
-        )
-        argv_of[str(it.get("name"))] = list(it.get("argv") or [])
+    trials, argv_of = _local_trials(work)
     write_json(rd.trials_json, trials)
     condition = result.get("condition") or {}
     return _finish(rd, result.get("experiment") or "", condition, result.get("currentOptimalTrial"),
