@@ -1,6 +1,6 @@
 """``kftune demo --out DIR``: the local end-to-end demo behind ``make demo``.
 
-Stage 1 (this issue), on a laptop CPU in a few minutes:
+All on a laptop CPU (2 cores: about 7 minutes after install, stage by stage below):
 
 ``prepare``   build the tiny random-init BERT and the demo NER corpus (cached in KFTUNE_HOME)
 ``train``     fine-tune NER (original tag family) once on ``uncased`` and once on ``cased`` text
@@ -11,9 +11,15 @@ Stage 1 (this issue), on a laptop CPU in a few minutes:
               learning-rate range, 13 trials, budgets of 1 and 3 epochs on a subset); prints
               the best trial (Katib's ``currentOptimalTrial``) and seed 000's "Successful
               Hyperparameters" table (DIR/search.md; trials in DIR/search/)
+``pipeline``  the whole story through the ``ner-hpo`` pipeline itself (``kftune pipeline run ner-hpo
+              --local``, :mod:`kftune.demo_pipeline`): a small TPE + ASHA search from
+              ``katib/ner-asha.yaml`` -> the best configuration retrained with 3 seeds -> every model on
+              the seven casing variants -> paired comparison with a baseline -> the MLflow registry in
+              DIR/mlflow.db (``champion`` alias only when significantly better) -> the report; ends with
+              the report's path and the ``mlflow ui`` command.
 
-Each stage is a function ``stage_<name>(cfg, ctx)`` that reads and extends ``ctx``; later
-stages (an ASHA search, multi-seed retrains, a registry) slot in by name.
+Each stage is a function ``stage_<name>(cfg, ctx)`` that reads and extends ``ctx``; ``--stages``
+picks them (default: all of them, in this order).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ class DemoConfig:
     seed: int = 42
     tag_family: str = "original"
     train_variants: tuple[str, ...] = ("uncased", "cased")
-    stages: tuple[str, ...] = ("prepare", "train", "evaluate", "report", "search")
+    stages: tuple[str, ...] = ("prepare", "train", "evaluate", "report", "search", "pipeline")
     # the search stage (sizes chosen so that it takes about 2 minutes on 2 cores)
     search_file: Path | None = None  # default: katib/ner-asha.yaml of this checkout
     search_trials: int = 13  # maxTrialCount: new configurations and promotions (about a third)
@@ -50,6 +56,12 @@ class DemoConfig:
     search_learning_rate: str = "1e-4:3e-3"  # a random-init model needs far more than the seed's 6e-6..5e-5
     search_max_train_samples: int | None = 600
     search_max_eval_samples: int | None = 200
+    # the pipeline stage (about 3 minutes on 2 cores; 6-8 when the cores are shared)
+    pipeline_seeds: int = 3
+    pipeline_trials: int = 6
+    pipeline_max_epochs: int = 3
+    pipeline_max_train_samples: int | None = 1500
+    pipeline_max_eval_samples: int | None = 200
 
 
 @dataclass
@@ -60,6 +72,7 @@ class Context:
         default_factory=dict
     )  # trained-on variant -> {split: {variant: metrics}}
     tables: dict[str, str] = field(default_factory=dict)  # "Development"/"Test" -> markdown
+    pipeline: dict = field(default_factory=dict)  # the pipeline stage's run dir, report, registry entry
 
 
 def say(message: str) -> None:
@@ -253,12 +266,19 @@ def stage_search(cfg: DemoConfig, ctx: Context) -> None:
     say(f"Successful Hyperparameters:\n{table}")
 
 
+def stage_pipeline(cfg: DemoConfig, ctx: Context) -> None:
+    from kftune.demo_pipeline import stage_pipeline as run_stage
+
+    ctx.pipeline = run_stage(cfg, ctx, say=say)
+
+
 STAGES: dict[str, Callable[[DemoConfig, Context], None]] = {
     "prepare": stage_prepare,
     "train": stage_train,
     "evaluate": stage_evaluate,
     "report": stage_report,
     "search": stage_search,
+    "pipeline": stage_pipeline,
 }
 
 
@@ -277,6 +297,11 @@ def run(cfg: DemoConfig) -> Context:
         ctx.timings[name] = round(time.perf_counter() - t0, 1)
     ctx.timings["total"] = round(time.perf_counter() - t_all, 1)
     say(f"demo finished in {ctx.timings['total']:.0f} s")
+    if ctx.pipeline:
+        from kftune.demo_pipeline import closing_lines
+
+        for line in closing_lines(ctx.pipeline):
+            say(line)
     return ctx
 
 
@@ -310,6 +335,8 @@ def main(argv: list[str]) -> int:
         "--max-eval-samples", type=_positive, help="evaluate on the first N dev/test sentences only"
     )
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seeds", type=_positive, default=3, help="pipeline stage: seeds retrained (default 3)")
+    p.add_argument("--trials", type=_positive, default=6, help="pipeline stage: search trials (default 6)")
     p.add_argument(
         "--search-trials",
         type=_positive,
@@ -318,7 +345,9 @@ def main(argv: list[str]) -> int:
         "new configurations and their promotions",
     )
     p.add_argument(
-        "--stages", default=",".join(STAGES), help=f"comma-separated stages (default {','.join(STAGES)})"
+        "--stages",
+        default=",".join(DemoConfig.stages),
+        help=f"comma-separated stages, from {', '.join(STAGES)} (default {','.join(DemoConfig.stages)})",
     )
     a = p.parse_args(argv)
     stages = tuple(s.strip() for s in a.stages.split(",") if s.strip())
@@ -337,12 +366,18 @@ def main(argv: list[str]) -> int:
         seed=a.seed,
         stages=stages,
         search_trials=a.search_trials,
+        pipeline_seeds=a.seeds,
+        pipeline_trials=a.trials,
     )
     # a shrunk demo shrinks the search too
     for name in ("max_train_samples", "max_eval_samples"):
         given, default = getattr(a, name), getattr(cfg, f"search_{name}")
         if given is not None and (default is None or given < default):
             setattr(cfg, f"search_{name}", given)
+    if a.max_train_samples:
+        cfg.pipeline_max_train_samples = a.max_train_samples
+    if a.max_eval_samples:
+        cfg.pipeline_max_eval_samples = a.max_eval_samples
     run(cfg)
     sys.stdout.flush()
     return 0

@@ -1,0 +1,56 @@
+"""What every kftune pipeline shares: the embedded Katib files and the cluster settings of a step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kfp import dsl
+
+KATIB_DIR = Path(__file__).resolve().parent.parent / "katib"
+JOB_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+CACHE_PVC = "kftune-cache"
+CACHE_MOUNT = "/cache"
+SETTINGS_CONFIGMAP = "kftune-settings"
+SETTINGS_ENV = ("MLFLOW_TRACKING_URI", "KFTUNE_HOME", "HF_HOME")
+
+
+def experiment_yaml(name: str) -> str:
+    """``katib/<name>`` as one line of JSON (typed as kubectl types the YAML), embedded in the
+    pipeline as a parameter default, so a compiled pipeline version carries the exact search it
+    runs (the image has no katib/). One line: KFP's compiler copies defaults into a YAML comment
+    header, where a multi-line string would break the file."""
+    import json
+
+    from kftune.katib.experiment import load_experiment
+
+    path = KATIB_DIR / name
+    if not path.is_file():
+        return ""
+    return json.dumps(load_experiment(path).raw, separators=(",", ":"))
+
+
+def step(task: dsl.PipelineTask, *, cache: bool = False, display: str = "") -> dsl.PipelineTask:
+    """Every step: the cache volume at /cache (the run directory and trial outputs live there),
+    the install's settings (MLflow URI, KFTUNE_HOME) from the chart's ConfigMap, caching off
+    unless the step has no side effects. kfp.local ignores the Kubernetes parts."""
+    try:
+        from kfp import kubernetes
+    except ImportError as exc:  # a venv set up before kfp-kubernetes became a dependency
+        from kftune.errors import UserError
+
+        raise UserError(
+            "kfp-kubernetes is missing: run `make setup` (or pip install kfp-kubernetes==2.17.0)"
+        ) from exc
+
+    kubernetes.mount_pvc(task, pvc_name=CACHE_PVC, mount_path=CACHE_MOUNT)
+    kubernetes.use_config_map_as_env(task, SETTINGS_CONFIGMAP, {k: k for k in SETTINGS_ENV}, optional=True)
+    task.set_caching_options(cache)
+    if display:
+        task.set_display_name(display)
+    return task
+
+
+def on_gpu(task: dsl.PipelineTask, gpus) -> dsl.PipelineTask:
+    """A training/evaluation step on ``gpus`` NVIDIA GPUs (a pipeline parameter; 0 on CPU nodes).
+    kfp.local ignores it."""
+    return task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
