@@ -238,7 +238,7 @@ def test_notes_give_next_steps():
         assert needle in notes, needle
 
 
-def test_gpu_sharing_block_is_reserved_and_open():
+def test_gpu_sharing_values_render_and_pass_the_policy_checks():
     render_docs({"gpuSharing": {"mode": "time-slicing", "replicas": 4}})
 
 

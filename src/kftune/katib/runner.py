@@ -77,6 +77,7 @@ from kftune.katib.runner_status import (
     optimal_trial,
 )
 from kftune.katib.store import Store, TrialRow
+from kftune.train.gpu_share import Placement
 from kftune.train.metric_lines import NAN_STATUS_LINE
 
 LABEL_EXPERIMENT = "katib.kubeflow.org/experiment"  # pkg/controller.v1beta1/consts
@@ -236,6 +237,7 @@ class LocalRunner:
         self.grace_s = grace_s
         self.states: dict[str, TrialState] = {}
         self.queue: list[TrialState] = []  # to (re)start when a slot frees
+        self.placements: dict[str, Placement] = {}  # trial -> its GPU booking (while it runs)
         self.selector = selectors.DefaultSelector()
         self.suggestion_done = False
         self.done_message = ""
@@ -432,7 +434,11 @@ class LocalRunner:
         st = TrialState(row, rule=rule, metrics_file=cmd.metrics_file)
         self.states[name] = st
         self.dirty = True
-        self._start(st)
+        if self.plan.gpu is None:
+            self._start(st)
+        else:  # it starts when a GPU has a slot and the memory for it
+            self.queue.append(st)
+            self._start_queued()
 
     # ------------------------------------------------------------------ starting
     def _process_env(self, container_env: dict[str, str]) -> dict[str, str]:
@@ -454,10 +460,14 @@ class LocalRunner:
             st.metrics_file.parent.mkdir(parents=True, exist_ok=True)
             st.metrics_offset = st.metrics_file.stat().st_size if st.metrics_file.exists() else 0
             st.metrics_partial = b""
+        env = self._process_env(row.env)
+        placement = self.placements.get(row.name)
+        if placement is not None:
+            env.update(placement.env())
         proc = TrialProcess(
             row.name,
             row.argv,
-            self._process_env(row.env),
+            env,
             row.cwd,
             Path(row.log_out or self.plan.layout.logs / f"{row.name}.out"),
             Path(row.log_err or self.plan.layout.logs / f"{row.name}.err"),
@@ -470,6 +480,7 @@ class LocalRunner:
         try:
             proc.start()
         except OSError as exc:
+            self._release_gpu(st)
             self._update(
                 st,
                 "finished",
@@ -547,8 +558,65 @@ class LocalRunner:
 
     def _start_queued(self) -> None:
         while self.queue and len(self._running()) < self.plan.problem.parallel_trial_count:
-            st = self.queue.pop(0)
+            st = self.queue[0]
+            if self.plan.gpu is not None:
+                placed = self._place(st)
+                if placed is None:
+                    continue  # refused and taken off the queue: try the next one
+                if not placed:
+                    break  # first in, first out: the trials behind it wait too
+            self.queue.pop(0)
             self._restart(st)
+
+    def _place(self, st: TrialState) -> bool | None:
+        """Book a GPU for the queue's head: True when booked, False when it must wait, None when it
+        fits on no GPU even alone (then it is a Failed trial with the reason, off the queue)."""
+        gpu = self.plan.gpu
+        assert gpu is not None
+        row = st.row
+        was_waiting = row.name in gpu.waiting
+        try:
+            placement = gpu.place(row.name, row.argv, row.cwd)
+        except UserError as exc:
+            self.queue.pop(0)
+            self._update(
+                st,
+                "finished",
+                {"status": "Failed", "error": str(exc)},
+                status="Failed",
+                reason="TrialFailed",
+                message=f"not started: {exc}",
+                finished=time.time(),
+            )
+            self.dirty = True
+            self.progress.say(f"{row.name} Failed: not started: {exc}")
+            self._refresh()
+            return None
+        if placement is None:
+            if not was_waiting:
+                self.progress.event(row.name, "Waiting   for a GPU slot with enough free memory")
+                self.store.event(row.name, "waiting-for-gpu", None)
+            return False
+        self.placements[row.name] = placement
+        self.store.event(
+            row.name,
+            "gpu-placed",
+            {
+                "gpu": placement.gpu.index,
+                "booked_mib": placement.need_mib,
+                "cap_mib": placement.cap_mib,
+                "source": placement.trial.source,
+                "env": placement.env(),
+            },
+        )
+        return True
+
+    def _release_gpu(self, st: TrialState) -> None:
+        if self.plan.gpu is None or self.placements.pop(st.row.name, None) is None:
+            return
+        peak = self.plan.gpu.release(st.row.name, st.row.output_dir)
+        if peak is not None:
+            self.store.event(st.row.name, "gpu-peak", {"peak_mib": peak})
 
     def _restart(self, st: TrialState) -> None:
         row = st.row
@@ -686,6 +754,7 @@ class LocalRunner:
             self._lines(st, stream, proc.read(stream, final=True))
         self._tail_metrics_file(st, final=True)
         st.proc = None
+        self._release_gpu(st)
         row = st.row
         tail = list(proc.stderr_tail)[-STDERR_KEPT:]
         obs = observation(st.logs, self.plan.strategies)
@@ -891,6 +960,8 @@ def run_local(options: Any, progress: Progress) -> LocalRun:
         result = LocalRunner(plan, store, progress, grace_s=options.grace_s).run()
     finally:
         store.close()
+        if plan.gpu is not None:
+            plan.gpu.close()  # stops the run's MPS daemon, if it started one
     run = LocalRun(plan, result)
     if not result.interrupted:
         write_result(run.result_file, result.to_dict(plan.exp.name, str(plan.file)))

@@ -87,6 +87,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="OMP_NUM_THREADS for each trial (default CPUs / parallel trials; 0 leaves it unset)",
     )
     o.add_argument(
+        "--gpus",
+        default="auto",
+        metavar="auto|none|LIST",
+        help="GPUs the trials are placed on: auto (those nvidia-smi lists; none on a CPU machine), none, "
+        "or INDEX[:MIB],... e.g. 0,1 or 0:81559 (default auto)",
+    )
+    o.add_argument(
+        "--trials-per-gpu",
+        type=int,
+        default=1,
+        metavar="K",
+        help="trials sharing one GPU at once, as far as its memory allows (default 1; see docs/gpu.md)",
+    )
+    o.add_argument(
+        "--mps",
+        action="store_true",
+        help="start an NVIDIA MPS control daemon for this run so that trials sharing a GPU run concurrently",
+    )
+    o.add_argument(
+        "--gpu-memory-per-trial",
+        type=int,
+        metavar="MIB",
+        help="GPU memory to book per trial (default: measured peak of the same trial shape, else an "
+        "estimate from the model's config.json for kftune train, else an equal share)",
+    )
+    o.add_argument(
         "--progress",
         choices=("auto", "table", "plain", "none"),
         default="auto",
@@ -142,6 +168,7 @@ def dry_run(options, progress) -> int:
 
 def main(argv: list[str]) -> int:
     from kftune.katib.runner import optimal_yaml, run_local
+    from kftune.katib.runner_gpu import GpuSettings
     from kftune.katib.runner_plan import RunOptions
     from kftune.katib.runner_progress import Progress
 
@@ -174,6 +201,12 @@ def main(argv: list[str]) -> int:
         grace_s=args.grace_period,
         threads_per_trial=args.threads_per_trial,
         dry_run=args.dry_run,
+        gpu=GpuSettings(
+            gpus=args.gpus,
+            trials_per_gpu=args.trials_per_gpu,
+            mps=args.mps,
+            memory_per_trial_mib=args.gpu_memory_per_trial,
+        ),
     )
     progress = Progress("", args.progress)
     if args.dry_run:

@@ -29,6 +29,7 @@ from kftune.hpo.space import format_value
 from kftune.katib.collector import TextFilter
 from kftune.katib.experiment import Experiment, is_experiment, load_documents
 from kftune.katib.kubeyaml import Document
+from kftune.katib.runner_gpu import GpuScheduler, GpuSettings, build_scheduler
 from kftune.katib.runner_overrides import MUTABLE_COUNTS, Overrides
 from kftune.katib.runner_paths import LocalLayout, PathMap, build_path_map
 from kftune.katib.store import Store, db_path
@@ -48,6 +49,7 @@ class RunOptions:
     grace_s: float = 30.0
     threads_per_trial: int | None = None  # None: CPUs / parallel trials; 0: leave alone
     dry_run: bool = False  # prepare and render a probe trial; record and run nothing
+    gpu: GpuSettings = field(default_factory=GpuSettings)  # GPU placement (kftune.katib.runner_gpu)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Plan:
     threads_per_trial: int
     notes: list[str] = field(default_factory=list)
     probe: Any = None  # the probe trial's LocalCommand (rendered with mid-range values)
+    gpu: GpuScheduler | None = None  # None: no GPU placement (no GPU, or --gpus none)
 
     @property
     def objective_metric(self) -> str:
@@ -362,6 +365,25 @@ def prepare(options: RunOptions, say: Callable[[str], None]) -> tuple[Plan, Stor
     probe = render_command(plan, _probe_assignments(problem), f"{exp.name}-probe", {})
     check_command(probe.argv, probe.env)
     plan.probe = probe
+    gpu_settings = options.gpu
+    if options.dry_run and gpu_settings.mps:  # start no daemon for a dry run
+        gpu_settings = GpuSettings(**{**gpu_settings.to_dict(), "mps": False})
+    plan.gpu = build_scheduler(gpu_settings, layout.work_dir, say)
+    if plan.gpu is not None:
+        try:
+            trial = plan.gpu.check(f"{exp.name}-probe", probe.argv, probe.cwd)
+        except UserError:
+            plan.gpu.close()
+            raise
+        plan.notes.append(f"GPU placement: {plan.gpu.describe()}")
+        plan.notes.append(
+            f"a probe trial books ~{trial.allocator_mib} MiB ({trial.source}) before the margin"
+        )
+        if plan.gpu.capacity < parallel:
+            plan.notes.append(
+                f"parallelTrialCount {parallel} > {plan.gpu.capacity} GPU slots: the other trials wait for a "
+                "slot (as Katib's trial pods wait for a GPU); --trials-per-gpu raises the slots"
+            )
     if options.dry_run:
         if store is not None:
             store.close()
