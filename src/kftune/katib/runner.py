@@ -481,18 +481,7 @@ class LocalRunner:
             proc.start()
         except OSError as exc:
             self._release_gpu(st)
-            self._update(
-                st,
-                "finished",
-                {"status": "Failed", "error": str(exc)},
-                status="Failed",
-                reason="TrialFailed",
-                message=f"could not start {row.argv[0]!r}: {exc}",
-                finished=time.time(),
-                attempt=row.attempt + 1,
-            )
-            self.dirty = True
-            self.progress.say(f"{row.name} Failed: could not start {row.argv[0]!r}: {exc}")
+            self._fail_unstarted(st, f"could not start {row.argv[0]!r}: {exc}", exc, attempt=row.attempt + 1)
             return
         st.proc = proc
         self._update(
@@ -508,6 +497,21 @@ class LocalRunner:
         self.progress.event(
             row.name, f"Running   {_params_text(row.assignments)}{_rung_text(row.labels)} (pid {proc.pid})"
         )
+
+    def _fail_unstarted(self, st: TrialState, message: str, exc: Exception, **changes: Any) -> None:
+        """A trial whose process never ran: Failed with the reason."""
+        self._update(
+            st,
+            "finished",
+            {"status": "Failed", "error": str(exc)},
+            status="Failed",
+            reason="TrialFailed",
+            message=message,
+            finished=time.time(),
+            **changes,
+        )
+        self.dirty = True
+        self.progress.say(f"{st.row.name} Failed: {message}")
 
     # ------------------------------------------------------------------ resume
     def _recover(self) -> None:
@@ -579,17 +583,7 @@ class LocalRunner:
             placement = gpu.place(row.name, row.argv, row.cwd)
         except UserError as exc:
             self.queue.pop(0)
-            self._update(
-                st,
-                "finished",
-                {"status": "Failed", "error": str(exc)},
-                status="Failed",
-                reason="TrialFailed",
-                message=f"not started: {exc}",
-                finished=time.time(),
-            )
-            self.dirty = True
-            self.progress.say(f"{row.name} Failed: not started: {exc}")
+            self._fail_unstarted(st, f"not started: {exc}", exc)
             self._refresh()
             return None
         if placement is None:
