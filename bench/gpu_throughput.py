@@ -484,6 +484,15 @@ def main() -> int:
     a = p.parse_args()
     if a.smoke:
         a.train, a.dev, a.epochs = min(a.train, 400), min(a.dev, 40), 2
+    else:
+        import torch
+
+        if not torch.cuda.is_available():  # `make bench` on a CPU machine: nothing to measure here
+            print(
+                "bench/gpu_throughput.py: no CUDA GPU here, nothing measured; run it on a GPU machine "
+                "(docs/gpu.md, 'Measuring'), or with --smoke to check the bench itself on CPU"
+            )
+            return 0
 
     b = Bench(a)
     if a.previous:
