@@ -42,7 +42,7 @@ from kftune.train.gpu_share import (
     Trial,
     TrialShape,
     detect_gpus,
-    estimate_mib,
+    trial_for,
 )
 
 MEMORY_BOOK = "gpu-memory.json"
@@ -172,7 +172,7 @@ class GpuScheduler:
     book: MemoryBook
     settings: GpuSettings
     mps: MpsDaemon | None = None
-    shapes: dict[str, TrialShape] = field(default_factory=dict)
+    parsed: dict[str, tuple[TrialShape, ModelDims] | None] = field(default_factory=dict)  # kftune train shape
     waiting: set[str] = field(default_factory=set)
 
     @property
@@ -190,19 +190,18 @@ class GpuScheduler:
     def trial(self, name: str, argv: list[str], cwd: str | None) -> Trial:
         if self.settings.memory_per_trial_mib is not None:
             return Trial(name, self.settings.memory_per_trial_mib, "--gpu-memory-per-trial")
-        found = trainer_shape(argv, cwd)
-        if found is None:
+        if name not in self.parsed:  # parsed once: a waiting trial is asked about at every tick
+            found = trainer_shape(argv, cwd)
+            self.parsed[name] = found[:2] if found is not None else None
+        parsed = self.parsed[name]
+        if parsed is None:
             # an unknown command: an equal share of the smallest GPU
             gpu = min(self.pool.gpus, key=lambda g: g.usable_mib)
             share = gpu.usable_mib // max(gpu.slots, 1) - self.pool.context_mib
             share = int(share / (1 + self.pool.margin))
             return Trial(name, max(share, 1), f"an equal share (1/{gpu.slots} of GPU {gpu.index})")
-        shape, dims, _ = found
-        self.shapes[name] = shape
-        measured = self.book.get(shape)
-        if measured is not None:
-            return Trial(name, measured, "measured")
-        return Trial(name, estimate_mib(dims, shape), "estimate")
+        shape, dims = parsed
+        return trial_for(name, shape, dims, self.book)  # the measured peak once the book has one
 
     def check(self, name: str, argv: list[str], cwd: str | None) -> Trial:
         """Raise a UserError when the trial fits on no GPU even alone."""
@@ -223,10 +222,10 @@ class GpuScheduler:
         """A trial ended: free its booking; remember its measured peak (MiB) for its shape."""
         self.pool.release(name)
         self.waiting.discard(name)
-        shape = self.shapes.get(name)
-        if shape is None or not output_dir:
+        parsed = self.parsed.get(name)
+        if parsed is None or not output_dir:
             return None
-        return self.book.record_metrics(shape, Path(output_dir) / "metrics.json")
+        return self.book.record_metrics(parsed[0], Path(output_dir) / "metrics.json")
 
     def close(self) -> None:
         if self.mps is not None:
