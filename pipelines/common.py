@@ -54,3 +54,57 @@ def on_gpu(task: dsl.PipelineTask, gpus) -> dsl.PipelineTask:
     """A training/evaluation step on ``gpus`` NVIDIA GPUs (a pipeline parameter; 0 on CPU nodes).
     kfp.local ignores it."""
     return task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
+
+
+def start_and_tune(
+    *,
+    pipeline: str,
+    task: str,
+    run_dir,
+    mode,
+    experiment,
+    namespace,
+    model,
+    data,
+    tag_family,
+    train_variant,
+    max_trial_count,
+    parallel_trial_count,
+    max_failed_trial_count,
+    tune_overrides,
+    tune_timeout_s,
+    tune_display: str,
+) -> dsl.PipelineTask:
+    """The steps every pipeline opens with: start the run directory, prepare the data (cached: no
+    side effects), run the Katib search. Returns the tune task (its output is the run directory)."""
+    from kftune.components import prepare_data, start_run, tune
+
+    run = step(
+        start_run(run_dir=run_dir, job_id=JOB_ID, pipeline=pipeline, task=task, model=model, data=data,
+                  tag_family=tag_family, train_variant=train_variant, experiment=experiment),
+        display="start run",
+    )  # fmt: skip
+    prepared = step(
+        prepare_data(task=task, data=data, model=model, tag_family=tag_family),
+        cache=True,
+        display="prepare data",
+    )
+    return step(
+        tune(
+            run_dir=run.output,
+            mode=mode,
+            experiment=experiment,
+            job_id=JOB_ID,
+            namespace=namespace,
+            model=model,
+            data=data,
+            tag_family=tag_family,
+            train_variant=train_variant,
+            max_trial_count=max_trial_count,
+            parallel_trial_count=parallel_trial_count,
+            max_failed_trial_count=max_failed_trial_count,
+            overrides=tune_overrides,
+            timeout_s=tune_timeout_s,
+        ).after(prepared),
+        display=tune_display,
+    )

@@ -8,13 +8,10 @@ from kftune.components import (
     delete_experiment,
     finetune_seed,
     plan_seeds,
-    prepare_data,
     retrain_seed,
-    start_run,
-    tune,
     write_glue_report,
 )
-from kftune.pipelines.common import JOB_ID, experiment_yaml, on_gpu, step
+from kftune.pipelines.common import JOB_ID, experiment_yaml, on_gpu, start_and_tune, step
 
 EXPERIMENT = experiment_yaml("mlm-perplexity.yaml")
 
@@ -41,30 +38,23 @@ def mlm_steps(
     finetune_args: list[str],
     gpus_per_step: int,
 ) -> str:
-    run = step(
-        start_run(run_dir=run_dir, job_id=JOB_ID, pipeline="mlm", task="mlm", model=model, data=data,
-                  tag_family="", train_variant="", experiment=experiment),
-        display="start run",
-    )  # fmt: skip
-    prepared = step(prepare_data(task="mlm", data=data, model=model, tag_family=""), cache=True)
-    searched = step(
-        tune(
-            run_dir=run.output,
-            mode=mode,
-            experiment=experiment,
-            job_id=JOB_ID,
-            namespace=namespace,
-            model=model,
-            data=data,
-            tag_family="",
-            train_variant="",
-            max_trial_count=max_trial_count,
-            parallel_trial_count=parallel_trial_count,
-            max_failed_trial_count=max_failed_trial_count,
-            overrides=tune_overrides,
-            timeout_s=tune_timeout_s,
-        ).after(prepared),
-        display="search: dev perplexity (Katib)",
+    searched = start_and_tune(
+        pipeline="mlm",
+        task="mlm",
+        run_dir=run_dir,
+        mode=mode,
+        experiment=experiment,
+        namespace=namespace,
+        model=model,
+        data=data,
+        tag_family="",
+        train_variant="",
+        max_trial_count=max_trial_count,
+        parallel_trial_count=parallel_trial_count,
+        max_failed_trial_count=max_failed_trial_count,
+        tune_overrides=tune_overrides,
+        tune_timeout_s=tune_timeout_s,
+        tune_display="search: dev perplexity (Katib)",
     )
     pretrained = step(
         on_gpu(retrain_seed(run_dir=searched.output, seed=pretrain_seed, model="", other=""), gpus_per_step),

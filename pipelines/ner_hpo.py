@@ -12,14 +12,11 @@ from kftune.components import (
     delete_experiment,
     evaluate_variants,
     plan_seeds,
-    prepare_data,
     register_model,
     retrain_seed,
-    start_run,
-    tune,
     write_report,
 )
-from kftune.pipelines.common import JOB_ID, experiment_yaml, on_gpu, step
+from kftune.pipelines.common import JOB_ID, experiment_yaml, on_gpu, start_and_tune, step
 
 EXPERIMENT = experiment_yaml("ner-asha.yaml")
 
@@ -49,43 +46,23 @@ def ner_hpo_steps(
     tracking_uri: str = "",
     gpus_per_step: int = 1,
 ) -> str:
-    run = step(
-        start_run(
-            run_dir=run_dir,
-            job_id=JOB_ID,
-            pipeline="ner-hpo",
-            task="ner",
-            model=model,
-            data=data,
-            tag_family=tag_family,
-            train_variant=train_variant,
-            experiment=experiment,
-        ),
-        display="start run",
-    )
-    prepared = step(
-        prepare_data(task="ner", data=data, model=model, tag_family=tag_family),
-        cache=True,
-        display="prepare data",
-    )
-    searched = step(
-        tune(
-            run_dir=run.output,
-            mode=mode,
-            experiment=experiment,
-            job_id=JOB_ID,
-            namespace=namespace,
-            model=model,
-            data=data,
-            tag_family=tag_family,
-            train_variant=train_variant,
-            max_trial_count=max_trial_count,
-            parallel_trial_count=parallel_trial_count,
-            max_failed_trial_count=max_failed_trial_count,
-            overrides=tune_overrides,
-            timeout_s=tune_timeout_s,
-        ).after(prepared),
-        display="tune (Katib)",
+    searched = start_and_tune(
+        pipeline="ner-hpo",
+        task="ner",
+        run_dir=run_dir,
+        mode=mode,
+        experiment=experiment,
+        namespace=namespace,
+        model=model,
+        data=data,
+        tag_family=tag_family,
+        train_variant=train_variant,
+        max_trial_count=max_trial_count,
+        parallel_trial_count=parallel_trial_count,
+        max_failed_trial_count=max_failed_trial_count,
+        tune_overrides=tune_overrides,
+        tune_timeout_s=tune_timeout_s,
+        tune_display="tune (Katib)",
     )
     seeds = step(plan_seeds(run_dir=searched.output, num_seeds=num_seeds, first_seed=first_seed))
     with dsl.ParallelFor(seeds.output, name="seeds") as item:
