@@ -45,25 +45,21 @@ ASHA = dict(
 )
 
 
+def runner_argv(path: Path, work: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "kftune", "katib", "run", str(path), "--local", "--work-dir", str(work),
+            "--progress", "plain", *extra]  # fmt: skip
+
+
 def start_runner(path: Path, work: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kftune",
-            "katib",
-            "run",
-            str(path),
-            "--local",
-            "--work-dir",
-            str(work),
-            "--progress",
-            "plain",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        runner_argv(path, work, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def resume_runner(path: Path, work: Path, *extra: str, timeout: float) -> subprocess.CompletedProcess:
+    """``kftune katib run ... --resume`` to the end."""
+    return subprocess.run(
+        runner_argv(path, work, "--resume", *extra), capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -131,25 +127,7 @@ def test_kill_9_mid_search_then_resume_keeps_finished_trials_and_resumes_running
     for r in interrupted.values():
         wait_for(lambda r=r: not process_alive(r.pid, r.pid_start), 10, f"{r.name} to stop")
 
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kftune",
-            "katib",
-            "run",
-            str(path),
-            "--local",
-            "--work-dir",
-            str(work),
-            "--resume",
-            "--progress",
-            "plain",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = resume_runner(path, work, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert "bestTrialName" in resumed.stdout
     after = {r.name: r for r in rows(work)}
@@ -216,27 +194,7 @@ def test_an_orphan_that_ignores_sigterm_is_killed_on_resume(tmp_path, monkeypatc
     runner.wait(10)
     time.sleep(0.2)
     assert process_alive(row.pid, row.pid_start)  # it ignored the SIGTERM its parent's death sent
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kftune",
-            "katib",
-            "run",
-            str(path),
-            "--local",
-            "--work-dir",
-            str(work),
-            "--resume",
-            "--grace-period",
-            "0.5",
-            "--progress",
-            "plain",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    resumed = resume_runner(path, work, "--grace-period", "0.5", timeout=60)
     assert resumed.returncode == 0, resumed.stderr
     assert not process_alive(row.pid, row.pid_start)
     store = Store.open(work / "experiment.db")
@@ -259,25 +217,7 @@ def test_ctrl_c_stops_the_trials_and_resume_finishes_the_run(tmp_path, monkeypat
     assert "--resume" in err
     left = [r for r in rows(work) if r.status == "Running"]
     assert len(left) == 2 and all(not process_alive(r.pid, r.pid_start) for r in left)
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kftune",
-            "katib",
-            "run",
-            str(path),
-            "--local",
-            "--work-dir",
-            str(work),
-            "--resume",
-            "--progress",
-            "plain",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    resumed = resume_runner(path, work, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
     final = rows(work)
     assert len(final) == 3 and all(r.status == "Succeeded" for r in final)
