@@ -7,7 +7,9 @@ the last 8 trials running). For each algorithm, side by side in one run:
 - ``suggest()``       the pure function on a fresh Problem per call (what a stateless service
                       without a memo would do: every value parsed again)
 - ``servicer``        ``SuggestionService.GetSuggestions`` in this process: request -> Problem
-                      (memoised by bytes) + 1,000 TrialRecords -> suggest -> reply message
+                      (memoised by bytes) + 1,000 TrialRecords (each memoised by its message's
+                      bytes, as a live service sees the same trials on every call) -> suggest
+                      -> reply message
 - ``gRPC``            a ``GetSuggestionsRequest`` (built once, as Katib's Go controller would)
                       sent to ``kftune katib serve`` running as a separate process on 127.0.0.1,
                       round trip measured by the client: serialisation, transport, conversion,

@@ -433,3 +433,26 @@ def test_bayesianoptimization_other_estimators_run(estimator):
     prob = make("bayesianoptimization", base_estimator=estimator, acq_optimizer="lbfgs", acq_func="gp_hedge")
     trials = run_rounds(prob, rounds=2, batch=3)  # 4 initial points, then 2 from the model
     assert len(trials) == 6 and all(prob.space.check(t.assignments) == [] for t in trials)
+
+
+def test_call_seed_hashes_the_multiset_of_assignments():
+    """call_seed's fast string building hashes exactly what its definition says (reference below),
+    for string values and for values that are not strings."""
+    import hashlib
+
+    from kftune.hpo.base import call_seed
+
+    def reference(prob, trials, salt=""):
+        h = hashlib.blake2b(digest_size=8)
+        h.update(f"{prob.settings.get('random_state', '0')}|{prob.algorithm_name}|{salt}|".encode())
+        keys = sorted("\x1f".join(f"{k}={v}" for k, v in sorted(t.assignments.items())) for t in trials)
+        h.update("\x1e".join(keys).encode())
+        return int.from_bytes(h.digest(), "little") & 0x7FFFFFFF
+
+    prob = problem("random", {"random_state": "7"})
+    trials = [TrialRecord(f"t{i}", {"b": str(i % 3), "a": f"{i / 7:.4f}"}, "Succeeded") for i in range(20)]
+    assert call_seed(prob, trials, "x") == reference(prob, trials, "x")
+    assert call_seed(prob, trials) == call_seed(prob, trials[::-1])  # a multiset: order does not count
+    assert call_seed(prob, trials) != call_seed(prob, trials[:-1])
+    odd = [TrialRecord("t", {"a": 1, "b": "x"}, "Succeeded")]  # type: ignore[dict-item]
+    assert call_seed(prob, odd) == reference(prob, odd)

@@ -228,6 +228,40 @@ def test_space_helpers():
     assert grid.total_combinations() == 8
 
 
+def test_parse_key_memo_gives_the_unmemoised_answer_every_time():
+    from kftune.hpo.space import clear_caches
+
+    space = seed_space()
+    a = {
+        "learning_rate": "1e-5",
+        "weight_decay": "0.1",
+        "warmup_ratio": "0",
+        "attention_dropout": "0",
+        "hidden_dropout": "0",
+        "per_device_train_batch_size": "32",
+        "num_epochs": "2",
+    }
+    cases = [
+        a,
+        {**a, "learning_rate": "0.00001"},  # the same configuration, spelled differently
+        {**a, "num_epochs": "10"},  # infeasible
+        {k: v for k, v in a.items() if k != "hidden_dropout"},  # missing
+        {**a, "weight_decay": "abc"},
+        {**a, "weight_decay": ["0.1"]},  # unhashable: no memo, same answer
+        {**a, "per_device_train_batch_size": "48"},
+    ]
+    for exclude in ((), ("num_epochs",)):
+        fresh = [space._parse_key(c, exclude) for c in cases]
+        assert [space.parse_key(c, exclude) for c in cases] == fresh  # filling the memo
+        assert [space.parse_key(c, exclude) for c in cases] == fresh  # served from it
+    assert space.parse_key(a) != space.parse_key(a, ("num_epochs",))  # exclude is part of the memo key
+    assert space.parse_key({**a, "num_epochs": "10"}) is None
+    assert space.parse_key({**a, "num_epochs": "10"}, ("num_epochs",)) == space.parse_key(a, ("num_epochs",))
+    assert space._key_cache
+    clear_caches(space)
+    assert not space._key_cache and all(not p._cache for p in space)
+
+
 def test_problem_from_katib_spec():
     spec = {
         "parallelTrialCount": 4,

@@ -137,6 +137,64 @@ def test_trials_convert_with_status_metrics_and_labels():
         assert service.trial_records([trial])[0].status == status
 
 
+def test_trial_records_are_memoised_by_message_bytes(monkeypatch):
+    """A repeated trial message is served from the cache (the same record a conversion builds);
+    a trial whose condition, metrics or labels changed is converted again; a full cache is cleared."""
+    monkeypatch.setattr(service, "_RECORD_CACHE", {})
+    api = API
+    trial = api.Trial(name="t1")
+    trial.spec.parameter_assignments.assignments.add(name="lr", value="1e-5")
+    trial.spec.labels.update({LABEL_RUNG: "0", LABEL_PARENT: ""})
+    trial.status.condition = api.TrialStatus.RUNNING
+    (first,) = service.trial_records([trial])
+    (again,) = service.trial_records([API.Trial.FromString(trial.SerializeToString())])
+    assert again is first and first == service.trial_record(trial)
+    trial.status.condition = api.TrialStatus.SUCCEEDED
+    trial.status.observation.metrics.add(name="eval_f1", value="0.8")
+    (done,) = service.trial_records([trial])
+    assert done is not first and (done.status, done.metrics) == ("Succeeded", {"eval_f1": 0.8})
+    assert first.status == "Running"  # the cached record of the old message is untouched
+    trial.spec.labels[LABEL_CONFIG] = "4"
+    assert service.trial_records([trial])[0].labels[LABEL_CONFIG] == "4"
+    assert len(service._RECORD_CACHE) == 3
+    monkeypatch.setattr(service, "_RECORD_CACHE_LIMIT", 3)
+    other = api.Trial(name="t2")
+    assert service.trial_records([other])[0].name == "t2"
+    assert len(service._RECORD_CACHE) == 1
+
+
+def test_get_suggestions_answers_the_same_with_a_cold_or_a_warm_cache(monkeypatch):
+    spec = load_experiment(KATIB / "ner-asha.yaml").spec
+    message = service.experiment_message("ner-asha", spec)
+    problem = Problem.from_katib(spec)
+    rng = np.random.default_rng(3)
+    records = [
+        TrialRecord(f"t{i}", {**sample_assignment(problem.space, rng), "num_epochs": "1"}, "Succeeded",
+                    {"eval_f1": float(rng.uniform(0.5, 0.9))}, {LABEL_RUNG: "0", LABEL_CONFIG: str(i), LABEL_PARENT: ""})
+        for i in range(30)
+    ]  # fmt: skip
+    request = API.GetSuggestionsRequest(
+        experiment=message,
+        trials=[service.trial_message(t, message.spec.objective) for t in records],
+        current_request_number=3,
+        total_request_number=33,
+    )
+
+    def answer():
+        reply = service.SuggestionService().GetSuggestions(request, None)
+        return [
+            (dict((a.name, a.value) for a in p.assignments), dict(p.labels))
+            for p in reply.parameter_assignments
+        ]
+
+    monkeypatch.setattr(service, "_RECORD_CACHE", {})
+    service._problem_of.cache_clear()
+    cold = answer()
+    assert len(service._RECORD_CACHE) == 30
+    assert answer() == cold == answer()
+    assert [labels[LABEL_PARENT] for _, labels in cold].count("") < 3  # promotions among them
+
+
 def test_new_configurations_get_their_katib_sequence_number():
     from kftune.hpo import Suggestion
 

@@ -323,7 +323,10 @@ def call_seed(problem: Problem, trials: Sequence[TrialRecord], salt: str = "") -
     """
     h = hashlib.blake2b(digest_size=8)
     h.update(f"{problem.settings.get('random_state', '0')}|{problem.algorithm_name}|{salt}|".encode())
-    keys = sorted("\x1f".join(f"{k}={v}" for k, v in sorted(t.assignments.items())) for t in trials)
+    try:  # the same strings as the f-string below, built faster (1,000 trials: the service's hot path)
+        keys = sorted(["\x1f".join(map("=".join, sorted(t.assignments.items()))) for t in trials])
+    except TypeError:  # a value that is not a string
+        keys = sorted("\x1f".join(f"{k}={v}" for k, v in sorted(t.assignments.items())) for t in trials)
     h.update("\x1e".join(keys).encode())
     return int.from_bytes(h.digest(), "little") & 0x7FFFFFFF
 

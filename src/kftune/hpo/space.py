@@ -402,6 +402,7 @@ def clear_caches(space: SearchSpace) -> None:
     """Forget memoised values (for cold-start benchmarks)."""
     for p in space:
         p._cache.clear()  # type: ignore[attr-defined]
+    space._key_cache.clear()  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -418,6 +419,7 @@ class SearchSpace:
         if dups:
             raise ValueError(f"duplicate parameter names: {', '.join(dups)}")
         object.__setattr__(self, "_index", {p.name: p for p in params})
+        object.__setattr__(self, "_key_cache", {})  # (exclude, assignment items) -> parse_key()
 
     def __iter__(self):
         return iter(self.parameters)
@@ -474,7 +476,25 @@ class SearchSpace:
     def parse_key(
         self, assignments: Mapping[str, str], exclude: Sequence[str] = ()
     ) -> tuple[Any, ...] | None:
-        """:meth:`key` if every (non-excluded) value is present and feasible, else None."""
+        """:meth:`key` if every (non-excluded) value is present and feasible, else None.
+
+        Memoised on the assignment's items (the service parses the same 1,000 trials on every
+        request); like :func:`canonical`'s memo it changes no result and is cleared when full."""
+        memo = self._key_cache  # type: ignore[attr-defined]
+        try:
+            token = (tuple(exclude), tuple(assignments.items()))
+            return memo[token]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable value: no memo
+            return self._parse_key(assignments, exclude)
+        key = self._parse_key(assignments, exclude)
+        if len(memo) >= _CACHE_LIMIT:
+            memo.clear()
+        memo[token] = key
+        return key
+
+    def _parse_key(self, assignments: Mapping[str, str], exclude: Sequence[str]) -> tuple[Any, ...] | None:
         out: list[Any] = []
         for p in self.parameters:
             if p.name in exclude:
@@ -483,9 +503,13 @@ class SearchSpace:
             if raw is None:
                 return None
             try:
-                out.append(canonical(p, raw))
-            except ValueError:
-                return None
+                v = p._cache[raw]  # type: ignore[attr-defined]  # canonical()'s memo, read inline (hot path)
+            except (KeyError, TypeError):
+                try:
+                    v = canonical(p, raw)
+                except ValueError:
+                    return None
+            out.append(v)
         return tuple(out)
 
     def total_combinations(self) -> int | None:
