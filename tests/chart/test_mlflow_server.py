@@ -18,13 +18,10 @@ can be added next to the client test below.
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +32,7 @@ from typing import Any
 
 import pytest
 from kftune_chart import CHART_DIR, container, one, render_docs
+from pg_server import Postgres, postgres_server
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
 
@@ -84,34 +82,6 @@ def stop(proc: subprocess.Popen) -> None:
 # ---- PostgreSQL --------------------------------------------------------------------------
 
 
-def pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(candidate)
-    return None
-
-
-@dataclass
-class Postgres:
-    port: int
-    user: str
-    password: str
-    database: str
-
-    def connect(self, database: str | None = None):
-        import psycopg2
-
-        return psycopg2.connect(
-            host="127.0.0.1",
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            dbname=database or self.database,
-        )
-
-
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, Any]:
     docs = render_docs()
@@ -133,51 +103,9 @@ def rendered() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def postgres(rendered) -> Iterator[Postgres]:
-    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
-    as_root = os.geteuid() == 0
-    if as_root:
-        if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as a non-root user")
-        try:
-            pg_user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("no `postgres` system user to run PostgreSQL as")
-
-    def run(*argv: str) -> subprocess.CompletedProcess:
-        cmd = ["runuser", "-u", "postgres", "--", *argv] if as_root else list(argv)
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-
-    base = Path(tempfile.mkdtemp(prefix="kftune-pg-"))
-    data, sock, log, pwfile = base / "data", base / "sock", base / "pg.log", base / "pw"
-    sock.mkdir()
-    password = SECRETS[rendered["pg_password_ref"]]
-    pwfile.write_text(password + "\n")
-    if as_root:
-        for p in (base, sock, pwfile):
-            os.chown(p, pg_user.pw_uid, pg_user.pw_gid)
-    port = free_port()
-    started = False
-    try:
-        r = run(initdb, "-D", str(data), "-U", rendered["pg_user"], f"--pwfile={pwfile}",
-                "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8")  # fmt: skip
-        assert r.returncode == 0, r.stderr
-        opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {sock}"
-        r = run(pg_ctl, "-D", str(data), "-l", str(log), "-o", opts, "-w", "start")
-        started = r.returncode == 0
-        assert started, r.stderr + (log.read_text() if log.exists() else "")
-        pg = Postgres(port, rendered["pg_user"], password, rendered["pg_db"])
-        conn = pg.connect("postgres")  # over TCP with the password: scram auth is on
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{pg.database}"')
-        conn.close()
+    """The chart's user, database and password secret; scram authentication over TCP."""
+    with postgres_server(rendered["pg_user"], rendered["pg_db"], SECRETS[rendered["pg_password_ref"]]) as pg:
         yield pg
-    finally:
-        if started:
-            run(pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 # ---- S3 (moto) ---------------------------------------------------------------------------

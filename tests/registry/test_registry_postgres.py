@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from pg_server import postgres_server
 from registry_server import _free_port
 from test_registry_rundirs import build_run, copy_run, shared_base
 
@@ -32,15 +30,6 @@ pytestmark = pytest.mark.server
 
 MLFLOW_BIN = Path(sys.executable).with_name("mlflow")
 NAME = "ner-tiny-pg"
-
-
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(candidate)
-    return None
 
 
 def _wait_health(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
@@ -76,49 +65,8 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def postgres_url():
     """``postgresql+psycopg2://`` URL of a fresh database on a PostgreSQL started for this module."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
-    as_root = os.geteuid() == 0
-    if as_root:
-        if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as a non-root user")
-        try:
-            pg_user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("no `postgres` system user to run PostgreSQL as")
-
-    def run(*argv: str) -> subprocess.CompletedProcess:
-        cmd = ["runuser", "-u", "postgres", "--", *argv] if as_root else list(argv)
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-
-    base = Path(tempfile.mkdtemp(prefix="kftune-registry-pg-"))
-    data, sock, log = base / "data", base / "sock", base / "pg.log"
-    sock.mkdir()
-    if as_root:
-        for p in (base, sock):
-            os.chown(p, pg_user.pw_uid, pg_user.pw_gid)
-    port = _free_port()
-    started = False
-    try:
-        r = run(initdb, "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8")
-        assert r.returncode == 0, r.stderr
-        opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {sock}"
-        r = run(pg_ctl, "-D", str(data), "-l", str(log), "-o", opts, "-w", "start")
-        started = r.returncode == 0
-        assert started, r.stderr + (log.read_text() if log.exists() else "")
-        import psycopg2
-
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user="mlflow", dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE mlflow")
-        conn.close()
-        yield f"postgresql+psycopg2://mlflow@127.0.0.1:{port}/mlflow"
-    finally:
-        if started:
-            run(pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+    with postgres_server("mlflow", "mlflow") as pg:
+        yield pg.url
 
 
 @pytest.fixture(scope="module")
