@@ -201,6 +201,17 @@ def pytorchjob(with_master: bool = True, extra_field: bool = False):
     return mutate
 
 
+PTJ = "spec.trialTemplate.trialSpec.spec"
+
+
+def rename_replica(old: str, new: str):
+    def mutate(d: dict) -> None:
+        replicas = get(d, PTJ + ".pytorchReplicaSpecs")
+        replicas[new] = replicas.pop(old)
+
+    return mutate
+
+
 def add_param(name: str, ptype: str, fs: dict, trial_param: str | None = None, flag: str | None = None):
     def mutate(d: dict) -> None:
         d["spec"]["parameters"].append({"name": name, "parameterType": ptype, "feasibleSpace": fs})
@@ -628,6 +639,110 @@ CASES: list[tuple[str, str, Any, str | None]] = [
     ("extra.trial-kind", "pytorchjob", pytorchjob(), None),
     ("extra.pod-schema", "pytorchjob-unknown-field", pytorchjob(extra_field=True), "error"),
     ("extra.pod-schema", "pytorchjob-valid", pytorchjob(), None),
+    # training-operator's PyTorchJob webhook and CRD schema
+    ("operator.pytorchjob", "valid", pytorchjob(), None),
+    ("operator.pytorchjob", "job-kind-untouched", P("spec.trialTemplate.trialSpec.spec.ttl", 3), None),
+    (
+        "operator.pytorchjob",
+        "elastic-with-worker-and-nprocpernode",
+        seq(
+            pytorchjob(),
+            P(PTJ + ".elasticPolicy", {"minReplicas": 1, "maxReplicas": 2}),
+            P(PTJ + ".nprocPerNode", "auto"),
+        ),
+        None,
+    ),
+    (
+        "operator.pytorchjob",
+        "master-replicas-2",
+        seq(pytorchjob(), P(PTJ + ".pytorchReplicaSpecs.Master.replicas", 2)),
+        "error",
+    ),
+    (
+        "operator.pytorchjob",
+        "master-replicas-missing",
+        seq(pytorchjob(), D(PTJ + ".pytorchReplicaSpecs.Master.replicas")),
+        "error",
+    ),
+    (
+        "operator.pytorchjob",
+        "worker-replicas-0",
+        seq(pytorchjob(), P(PTJ + ".pytorchReplicaSpecs.Worker.replicas", 0)),
+        "error",
+    ),
+    (
+        "operator.pytorchjob",
+        "lower-case-type",
+        seq(pytorchjob(with_master=False), rename_replica("Worker", "worker")),
+        "error",
+    ),
+    ("operator.pytorchjob", "no-replica-specs", seq(pytorchjob(), D(PTJ + ".pytorchReplicaSpecs")), "error"),
+    (
+        "operator.pytorchjob",
+        "no-pytorch-container",
+        seq(pytorchjob(), P(PTJ + ".pytorchReplicaSpecs.Worker.template.spec.containers[0].name", "trainer")),
+        "error",
+    ),
+    (
+        "operator.pytorchjob",
+        "empty-image",
+        seq(pytorchjob(), P(PTJ + ".pytorchReplicaSpecs.Worker.template.spec.containers[0].image", "")),
+        "error",
+    ),
+    (
+        "operator.pytorchjob",
+        "replica-typo",
+        seq(pytorchjob(), P(PTJ + ".pytorchReplicaSpecs.Worker.replica", 2)),
+        "error",
+    ),
+    ("operator.pytorchjob", "spec-typo", seq(pytorchjob(), P(PTJ + ".nProcPerNode", "2")), "error"),
+    (
+        "operator.pytorchjob",
+        "run-policy-typo",
+        seq(pytorchjob(), P(PTJ + ".runPolicy", {"backOffLimit": 0})),
+        "error",
+    ),
+    (
+        "operator.pytorchjob",
+        "placeholder-in-int",
+        seq(pytorchjob(), P(PTJ + ".pytorchReplicaSpecs.Worker.replicas", "${trialParameters.batchSize}")),
+        "error",
+    ),
+    ("operator.pytorchjob", "nprocpernode-int", seq(pytorchjob(), P(PTJ + ".nprocPerNode", 2)), "error"),
+    (
+        "operator.pytorchjob",
+        "bad-restart-policy",
+        seq(pytorchjob(), P(PTJ + ".pytorchReplicaSpecs.Worker.restartPolicy", "Sometimes")),
+        "error",
+    ),
+    (
+        "operator.pytorchjob",
+        "bad-managed-by",
+        seq(pytorchjob(), P(PTJ + ".runPolicy", {"managedBy": "me"})),
+        "error",
+    ),
+    (
+        "operator.pytorchjob",
+        "elastic-without-worker",
+        seq(
+            pytorchjob(),
+            D(PTJ + ".pytorchReplicaSpecs.Worker"),
+            P(PTJ + ".elasticPolicy", {"maxReplicas": 2}),
+        ),
+        "error",
+    ),
+    (
+        "operator.pytorchjob",
+        "elastic-nproc-deprecated",
+        seq(pytorchjob(), P(PTJ + ".elasticPolicy", {"nProcPerNode": 2})),
+        "warning",
+    ),
+    (
+        "operator.pytorchjob",
+        "elastic-nproc-twice",
+        seq(pytorchjob(), P(PTJ + ".elasticPolicy", {"nProcPerNode": 2}), P(PTJ + ".nprocPerNode", "2")),
+        "error",
+    ),
     ("extra.image-tag", "latest", P(CONTAINER + ".image", "ghcr.io/kftune/trainer:latest"), "error"),
     ("extra.image-tag", "untagged", P(CONTAINER + ".image", "ghcr.io/kftune/trainer"), "error"),
     ("extra.image-tag", "digest", P(CONTAINER + ".image", "ghcr.io/kftune/trainer@sha256:" + "0" * 64), None),

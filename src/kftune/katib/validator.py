@@ -154,6 +154,12 @@ extra.shell-wrap              kftune (inject_webhook.go                     ever
                               primary container runs as sh -c with command  empty, no spaces or shell characters (in
                               and args joined by spaces, unquoted)          literals or in categorical values fed to
                                                                             args)
+operator.pytorchjob           training-operator v1.9                        a PyTorchJob trial passes the operator's
+                              (pytorchjob_webhook.go, webhooks.go           validating webhook (Master/Worker types,
+                              ValidateRunPolicy, the PyTorchJob CRD         Master replicas 1 - the webhook runs before
+                              schema: unknown fields are pruned)            defaults -, a container named pytorch with
+                                                                            an image, elasticPolicy, managedBy) and has
+                                                                            only the CRD's fields with their types
 ============================  ============================================  ============================================
 
 Not checkable offline (cluster state): the namespace label
@@ -170,7 +176,7 @@ from pathlib import Path
 from typing import Any
 
 # Importing the rule modules registers their rules (in this order).
-from kftune.katib import algorithm_rules, rules_extra, rules_webhook  # noqa: F401
+from kftune.katib import algorithm_rules, rules_extra, rules_operator, rules_webhook  # noqa: F401
 from kftune.katib.experiment import API_VERSION, Experiment, load_documents
 from kftune.katib.findings import ERROR, NOTE, RULES, WARNING, Check, Finding, Options, Rule, run_rules
 from kftune.katib.katib_config import KatibConfig
