@@ -61,9 +61,11 @@ def tune(
     max_failed_trial_count: int,
     overrides: list,
     timeout_s: float,
+    db_manager: str = "katib-db-manager.kubeflow:6789",
 ) -> str:
-    """Run the Katib Experiment (mode local: the local runner; cluster: a Katib Experiment CR);
-    write tune/trials.json and tune/best.json; fail with the experiment's reason if it failed."""
+    """Run the Katib Experiment (mode local: the local runner; cluster: a Katib Experiment CR, with
+    the trials' learning curves read from Katib's DB manager at ``db_manager``, "" to skip); write
+    tune/trials.json and tune/best.json; fail with the experiment's reason if it failed."""
     from kftune.steps.tune import TuneSettings
     from kftune.steps.tune import tune as run_tune
 
@@ -72,7 +74,7 @@ def tune(
         tag_family=tag_family, train_variant=train_variant,
         max_trial_count=max_trial_count, parallel_trial_count=parallel_trial_count,
         max_failed_trial_count=max_failed_trial_count, overrides=[str(o) for o in overrides],
-        timeout_s=timeout_s,
+        timeout_s=timeout_s, db_manager=db_manager,
     )  # fmt: skip
     run_tune(run_dir, settings, job_id=job_id)
     return run_dir

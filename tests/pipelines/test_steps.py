@@ -120,7 +120,10 @@ class FakeCustomObjects:
             obj["status"] = self.finish["status"]
             for trial in self.finish.get("trials", []):
                 t = copy.deepcopy(trial)
-                t["metadata"]["labels"] = {"katib.kubeflow.org/experiment": name}
+                t["metadata"]["labels"] = {
+                    **t["metadata"].get("labels", {}),
+                    "katib.kubeflow.org/experiment": name,
+                }
                 self.objects[(namespace, "trials", t["metadata"]["name"])] = t
         return copy.deepcopy(obj)
 
@@ -137,11 +140,48 @@ class FakeCustomObjects:
         return {}
 
 
-def _trial(name: str, f1: float, lr: str) -> dict:
+class FakeDBManager:
+    """Katib's DB manager as a real gRPC server on 127.0.0.1 (``GetObservationLog`` only), with
+    the MySQL backend's semantics: rows of the trial, filtered by metric name, in time order."""
+
+    def __init__(self, logs: dict[str, list[tuple[str, str]]]):
+        from concurrent import futures
+
+        import grpc
+
+        from kftune.katib.dbmanager import add_db_manager_servicer
+
+        self.logs = logs
+        self.asked: list[tuple[str, str]] = []
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        add_db_manager_servicer(self, self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def GetObservationLog(self, request, context):  # noqa: N802 - the gRPC method
+        from kftune.katib import proto
+
+        api = proto.pb2()
+        self.asked.append((request.trial_name, request.metric_name))
+        rows = [
+            (m, v)
+            for m, v in self.logs.get(request.trial_name, [])
+            if not request.metric_name or m == request.metric_name
+        ]
+        return api.GetObservationLogReply(observation_log=api.ObservationLog(metric_logs=[
+            api.MetricLog(time_stamp=f"2026-11-23T10:00:{i:02d}Z", metric=api.Metric(name=m, value=v))
+            for i, (m, v) in enumerate(rows)
+        ]))  # fmt: skip
+
+    def stop(self):
+        self.server.stop(0)
+
+
+def _trial(name: str, f1: float, lr: str, epochs: str = "3", parent: str = "") -> dict:
     return {
-        "metadata": {"name": name},
+        "metadata": {"name": name, **({"labels": {"kftune.io/parent-trial": parent}} if parent else {})},
         "spec": {
-            "parameterAssignments": [{"name": "learning_rate", "value": lr}, {"name": "num_epochs", "value": "3"}],
+            "parameterAssignments": [{"name": "learning_rate", "value": lr}, {"name": "num_epochs", "value": epochs}],
             "primaryContainerName": "trainer",
             "runSpec": {"spec": {"template": {"spec": {"containers": [
                 {"name": "trainer", "command": ["kftune", "train"],
@@ -161,15 +201,20 @@ def test_cluster_tune_creates_waits_reads_best_and_trials(tmp_path):
         {
             "status": {"conditions": [{"type": "Succeeded", "status": "True", "reason": "ExperimentMaxTrialsReached"}],
                        "currentOptimalTrial": best},
-            "trials": [_trial("t-1", 0.8, "1e-5"), _trial("t-2", 0.91, "3e-5")],
+            "trials": [_trial("t-1", 0.8, "1e-5", "1"), _trial("t-2", 0.91, "3e-5", "3", parent="t-1")],
         }
     )  # fmt: skip
+    db = FakeDBManager({
+        "t-1": [("eval_f1", "0.8"), ("eval_loss", "0.6")],
+        "t-2": [("eval_f1", "0.85"), ("eval_loss", "0.4"), ("eval_f1", "unavailable"), ("eval_f1", "0.91")],
+    })  # fmt: skip
     settings = TuneSettings(mode="cluster", experiment=EXPERIMENT, namespace="team-a", max_trial_count=10,
-                            parallel_trial_count=2, max_failed_trial_count=3, train_variant="cased", poll_s=0.01)  # fmt: skip
-    pytest.importorskip(
-        "kftune.katib.runner_overrides", reason="the local runner's overrides (runner branch)"
-    )
-    out = tune(tmp_path / "run", settings, job_id="0d3c2b1a-9999", api=api)
+                            parallel_trial_count=2, max_failed_trial_count=3, train_variant="cased", poll_s=0.01,
+                            db_manager=f"127.0.0.1:{db.port}")  # fmt: skip
+    try:
+        out = tune(tmp_path / "run", settings, job_id="0d3c2b1a-9999", api=api)
+    finally:
+        db.stop()
     name = "ner-asha-cased-0d3c2b1a"
     assert api.calls[0] == ("create", "experiments", "team-a", name)
     created = json.loads((tmp_path / "run" / "tune" / "experiment.json").read_text())
@@ -182,11 +227,44 @@ def test_cluster_tune_creates_waits_reads_best_and_trials(tmp_path):
     assert out["argv"][:2] == ["kftune", "train"] and flag_value(out["argv"], "--learning-rate") == "3e-5"
     trials = json.loads((tmp_path / "run" / "tune" / "trials.json").read_text())
     assert {t["name"]: t["metrics"]["eval_f1"] for t in trials} == {"t-1": 0.8, "t-2": 0.91}
-    assert all(t["status"] == "Succeeded" and t["epochs"] == 3 for t in trials)
+    assert all(t["status"] == "Succeeded" for t in trials)
+    # curves from the DB manager, objective only; t-2 resumed t-1 (1 epoch) and trained epochs 2-3 itself
+    by_name = {t["name"]: t for t in trials}
+    assert sorted(db.asked) == [("t-1", "eval_f1"), ("t-2", "eval_f1")]
+    assert by_name["t-1"]["curve"] == [[1, 0.8]] and by_name["t-1"]["epochs"] == 1
+    assert by_name["t-2"]["curve"] == [[2, 0.85], [3, 0.91]] and by_name["t-2"]["epochs"] == 2
     # the exit handler deletes it; a second delete finds nothing and says so
     assert delete_experiment("cluster", name, "team-a", api=api) == f"deleted experiment team-a/{name}"
     assert "not found" in delete_experiment("cluster", name, "team-a", api=api)
     assert delete_experiment("local", name, "team-a", api=api).startswith("local mode")
+
+
+def test_cluster_tune_without_the_db_manager_warns_and_keeps_the_trials(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    best = {"bestTrialName": "t-1", "parameterAssignments": [{"name": "learning_rate", "value": "1e-5"}],
+            "observation": {"metrics": [{"name": "eval_f1", "max": "0.8", "min": "0.5", "latest": "0.8"}]}}  # fmt: skip
+    api = FakeCustomObjects(
+        {"status": {"conditions": [{"type": "Succeeded", "status": "True"}], "currentOptimalTrial": best},
+         "trials": [_trial("t-1", 0.8, "1e-5", "1"), _trial("t-2", 0.7, "3e-5", "3", parent="t-1")]}
+    )  # fmt: skip
+    settings = TuneSettings(
+        mode="cluster", experiment=EXPERIMENT, poll_s=0.01, db_manager=f"127.0.0.1:{port}"
+    )
+    out = tune(tmp_path / "run", settings, job_id="abcdef12", api=api)
+    assert out["bestTrialName"] == "t-1"
+    trials = {t["name"]: t for t in json.loads((tmp_path / "run" / "tune" / "trials.json").read_text())}
+    assert trials["t-1"]["curve"] == [] and trials["t-1"]["epochs"] == 1
+    assert trials["t-2"]["epochs"] == 2  # its own epochs: 3 minus its parent's 1
+    err = capsys.readouterr().err
+    assert "warning: no learning curves" in err and f"127.0.0.1:{port}" in err and "UNAVAILABLE" in err
+    # db_manager "" does not ask at all
+    settings = TuneSettings(mode="cluster", experiment=EXPERIMENT, poll_s=0.01, db_manager="")
+    tune(tmp_path / "run2", settings, job_id="abcdef13", api=FakeCustomObjects(api.finish))
+    assert "no learning curves" not in capsys.readouterr().err
 
 
 def test_cluster_tune_failed_experiment_fails_the_step_with_katibs_reason(tmp_path):

@@ -7,8 +7,10 @@ Two modes, chosen by the pipeline parameter ``mode``:
              read back with the runner's export (:mod:`kftune.katib.runner_export`).
 ``cluster``  create the Experiment with ``kubernetes.client.CustomObjectsApi`` (the pipeline pod's
              ServiceAccount ``kftune-pipeline`` may), poll its conditions, read
-             ``status.currentOptimalTrial`` and the Trials; the pipeline deletes it in an exit
-             handler (:func:`delete_experiment`).
+             ``status.currentOptimalTrial`` and the Trials, and each trial's per-epoch objective
+             values (its learning curve) from Katib's DB manager
+             (:mod:`kftune.katib.dbmanager`; unreachable: a warning, no curves); the pipeline
+             deletes it in an exit handler (:func:`delete_experiment`).
 
 Both take the Experiment as YAML text (the pipelines embed ``katib/*.yaml`` at compile time, so a
 pipeline version carries the exact search it ran) with the same overrides, given as the local
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from kftune.errors import UserError
+from kftune.hpo.base import LABEL_PARENT
 from kftune.steps.rundir import RunDir, now_iso, slug, write_json
 
 MODES = ("local", "cluster")
@@ -64,6 +67,9 @@ class TuneSettings:
     overrides: list[str] = field(default_factory=list)  # more runner-style override flags
     timeout_s: float = 0.0  # cluster: give up after this long (0: no limit)
     poll_s: float = 10.0
+    # cluster: Katib's DB manager, for each trial's per-epoch objective values (its learning
+    # curve); "" skips them. Unreachable: the curves stay empty, with a warning, and the step goes on.
+    db_manager: str = "katib-db-manager.kubeflow:6789"
 
 
 def experiment_text(experiment: str) -> str:
@@ -148,13 +154,34 @@ def _assignments(items: list[dict[str, Any]] | None) -> dict[str, str]:
     return {str(p.get("name")): str(p.get("value")) for p in items or []}
 
 
-def _epochs(assignments: dict[str, str], curve: list[list[float]]) -> int | None:
-    if curve:
-        return int(curve[-1][0])
+def _budget(assignments: dict[str, str]) -> int | None:
+    """The epochs a trial trains up to (its num_epochs-like assignment), if it has one."""
     for key in ("num_epochs", "epochs", "num_train_epochs"):
         if key in assignments and (v := _float(assignments[key])) is not None:
             return int(v)
     return None
+
+
+def _epochs(assignments: dict[str, str], curve: list[list[float]], start: int = 0) -> int | None:
+    """Epochs the trial trained itself (as in local mode): a promotion that resumed its parent's
+    checkpoint at epoch ``start`` counts only the epochs after it."""
+    if curve:
+        return len(curve)
+    budget = _budget(assignments)
+    return None if budget is None else max(0, budget - start)
+
+
+def _cluster_curves(s: TuneSettings, names: list[str], metric: str) -> dict[str, list[float]]:
+    """Each trial's objective values from Katib's DB manager ({} when off or unreachable)."""
+    if not s.db_manager or not names:
+        return {}
+    from kftune.katib.dbmanager import ObservationLogError, observation_logs
+
+    try:
+        return observation_logs(s.db_manager, names, metric)
+    except ObservationLogError as exc:
+        print(f"tune: warning: no learning curves: {exc}", file=sys.stderr, flush=True)
+        return {}
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -443,20 +470,29 @@ def _tune_cluster(rd: RunDir, s: TuneSettings, job_id: str, api: Any = None) -> 
     listing = api.list_namespaced_custom_object(
         GROUP, VERSION, ns, "trials", label_selector=f"{LABEL_EXPERIMENT}={name}"
     )
+    items = [t for t in listing.get("items") or [] if isinstance(t, dict)]
+    names = [str((t.get("metadata") or {}).get("name")) for t in items]
+    assignments_of = {n: _assignments((t.get("spec") or {}).get("parameterAssignments")) for n, t in zip(names, items, strict=True)}  # fmt: skip
+    # Katib keeps the per-epoch values in its database, not in the Trial
+    values_of = _cluster_curves(s, names, objective["metric"])
     trials, argv_of = [], {}
-    for t in listing.get("items") or []:
-        tname = str((t.get("metadata") or {}).get("name"))
+    for tname, t in zip(names, items, strict=True):
         tstatus = t.get("status") or {}
-        assignments = _assignments((t.get("spec") or {}).get("parameterAssignments"))
+        labels = (t.get("metadata") or {}).get("labels") or {}
+        assignments = assignments_of[tname]
+        parent = str(labels.get(LABEL_PARENT) or "")
+        start = (_budget(assignments_of[parent]) or 0) if parent in assignments_of else 0
+        # one value per epoch (the trainer's epoch lines); a promotion goes on from its parent's epochs
+        curve = [[start + i + 1, v] for i, v in enumerate(values_of.get(tname) or [])]
         trials.append(
             {
                 "name": tname,
                 "status": _condition(tstatus).get("type", "Created"),
                 "assignments": assignments,
-                "labels": (t.get("metadata") or {}).get("labels") or {},
+                "labels": labels,
                 "metrics": _metric_values(tstatus.get("observation"), objective),
-                "curve": [],  # Katib keeps per-epoch logs in its DB, not in the Trial
-                "epochs": _epochs(assignments, []),
+                "curve": curve,
+                "epochs": _epochs(assignments, curve, start),
                 "reason": _condition(tstatus).get("reason", ""),
             }
         )
