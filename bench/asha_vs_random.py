@@ -23,10 +23,18 @@ Katib's observation (its max eval_f1 over its epochs); a search's best F1 is its
 "epochs" are the epochs trained (a promotion resumes its parent's checkpoint: it counts only its own).
 Besides the final figures, the *anytime* best F1 (best over the trials finished so far, in
 completion order, against the epochs they used) is read at 25% of random search's epochs: the
-target asks that ASHA's be within 0.5 point of random's final best there. Usage::
+target asks that ASHA's be within 0.5 point of random's final best there.
+
+A search's best F1 is one training run of the configuration it picked, and the best of many
+noisy runs is biased upwards (near-identical configurations differ by about a point of F1 on this
+task). With ``--retrain-seeds K`` the bench also trains each picked configuration - random's
+best, ASHA's best at 25% and at its end - from scratch with K other seeds (1001, 1002, ...; the
+trials use 42) and compares the means: the quality of the configuration each search found, which
+is what kftune's pipelines retrain and publish. Usage::
 
     python bench/asha_vs_random.py [--seeds 1,2,3] [--configs 27] [--max-epochs 9] [--eta 3]
         [--train-samples 1500] [--eval-samples 0 (all)] [--parallel 2] [--samplers random]
+        [--retrain-seeds 0] [--keep DIR (reuses finished searches and retrains found there)]
 """
 
 from __future__ import annotations
@@ -111,13 +119,13 @@ def run_search(path: Path, work: Path, args: argparse.Namespace, env: dict[str, 
     ]  # fmt: skip
     if args.eval_samples:
         cmd += ["--set-arg", f"--max-eval-samples={args.eval_samples}"]
+    if args.threads_per_trial is not None:
+        cmd += ["--threads-per-trial", str(args.threads_per_trial)]
     if (work / "result.json").is_file():  # finished in an earlier run of the bench (--keep)
         print(f"    {label}: reusing {work}", flush=True)
         cmd = []
     elif (work / "experiment.db").is_file():  # interrupted earlier: continue it
         cmd.append("--resume")
-    if args.threads_per_trial is not None:
-        cmd += ["--threads-per-trial", str(args.threads_per_trial)]
     t0 = time.time()
     proc = subprocess.Popen(
         cmd or ["true"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -143,13 +151,15 @@ def run_search(path: Path, work: Path, args: argparse.Namespace, env: dict[str, 
         order = sorted(store.trials(), key=lambda r: r.finished or 0.0)
     finally:
         store.close()
-    anytime, used, best_so_far = [], 0, 0.0
+    anytime, used, best_so_far, incumbent = [], 0, 0.0, ""
     for row in order:
         t = trials[row.name]
         used += t["epochs"]
-        best_so_far = max(best_so_far, t["metrics"].get("eval_f1", 0.0))
-        anytime.append([used, best_so_far])
+        if t["metrics"].get("eval_f1", 0.0) > best_so_far:
+            best_so_far, incumbent = t["metrics"]["eval_f1"], row.name
+        anytime.append([used, best_so_far, incumbent])
     return {
+        "work": str(work),
         "best_f1": f1,
         "best_trial": best["bestTrialName"],
         "epochs": used,
@@ -160,10 +170,81 @@ def run_search(path: Path, work: Path, args: argparse.Namespace, env: dict[str, 
     }
 
 
-def best_within(anytime: list[list[float]], epochs: float) -> float:
+def best_within(anytime: list[list], epochs: float) -> float:
     """The best F1 of the trials finished once ``epochs`` epochs (or fewer) had been used."""
-    values = [f1 for used, f1 in anytime if used <= epochs + 1e-9]
+    values = [point[1] for point in anytime if point[0] <= epochs + 1e-9]
     return max(values) if values else 0.0
+
+
+def _trial_f1(search: dict, trial: str) -> float:
+    return next((p[1] for p in search["anytime"] if p[2] == trial), float("nan"))
+
+
+def incumbent_within(anytime: list[list], epochs: float) -> str:
+    """The trial behind :func:`best_within`."""
+    points = [point for point in anytime if point[0] <= epochs + 1e-9]
+    return str(points[-1][2]) if points else ""
+
+
+def retrain(
+    work: Path, trial: str, seeds: list[int], args: argparse.Namespace, env: dict[str, str]
+) -> list[float]:
+    """Train ``trial``'s configuration from scratch for the full budget with each of ``seeds``
+    (its own argv, minus --resume-from, with --num-epochs R and --seed S), ``--parallel`` at a
+    time; each run's F1 is its max eval_f1 over the epochs, as Katib's observation is."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from kftune.steps.argv import drop_flag, set_flag
+
+    store = Store.open(work / "experiment.db")
+    try:
+        row = store.trial(trial)
+    finally:
+        store.close()
+    assert row is not None, f"no trial {trial} in {work}"
+    out_root = work / "retrain" / trial
+    jobs = []
+    for seed in seeds:
+        out = out_root / f"seed-{seed}"
+        if (out / "metrics.json").is_file():  # done in an earlier run of the bench (--keep)
+            done = json.loads((out / "metrics.json").read_text())
+            if done.get("status") == "completed" and done.get("epochs_done") == args.max_epochs:
+                jobs.append((None, None, out))
+                continue
+        shutil.rmtree(out, ignore_errors=True)
+        argv = drop_flag(list(row.argv), "--resume-from")
+        argv = set_flag(set_flag(set_flag(argv, "--num-epochs", str(args.max_epochs)), "--seed", str(seed)),
+                        "--output-dir", str(out))  # fmt: skip
+        if argv[:2] == ["kftune", "train"]:
+            argv = [sys.executable, "-m", "kftune", *argv[1:]]
+        run_env = {**env, **row.env}
+        run_env.pop("KFTUNE_PARENT_TRIAL", None)
+        if args.threads_per_trial:
+            run_env["OMP_NUM_THREADS"] = str(args.threads_per_trial)
+        jobs.append((argv, run_env, out))
+    f1s: list[float] = []
+    running: list[tuple[subprocess.Popen, Path]] = []
+    pending = list(jobs)
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            argv, run_env, out = pending.pop(0)
+            proc = (
+                None
+                if argv is None
+                else subprocess.Popen(
+                    argv,
+                    cwd=row.cwd or None,
+                    env=run_env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            running.append((proc, out))
+        proc, out = running.pop(0)
+        if proc is not None and proc.wait() != 0:
+            raise SystemExit(f"retrain of {trial} into {out} failed (exit {proc.returncode})")
+        history = json.loads((out / "metrics.json").read_text())["history"]
+        f1s.append(max(float(e["eval_f1"]) for e in history if "eval_f1" in e))
+    return f1s
 
 
 def main() -> int:
@@ -188,6 +269,14 @@ def main() -> int:
     p.add_argument("--parallel", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     p.add_argument("--threads-per-trial", type=int)
     p.add_argument("--samplers", default="random", help="ASHA samplers to run: random, tpe or random,tpe")
+    p.add_argument(
+        "--retrain-seeds",
+        type=int,
+        default=0,
+        help="also retrain each search's chosen configuration (random: its best; ASHA: its best at 25%% and "
+        "at its end) from scratch with this many other seeds and compare the mean F1: the quality of the "
+        "configuration a search picks, without the luck of its single run (default 0: off)",
+    )
     p.add_argument("--keep", type=Path, help="keep the work dirs here (default: a temp dir, removed)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
@@ -227,6 +316,23 @@ def main() -> int:
                     f"{r['trials']} trials, {r['wall_s']:.0f} s",
                     flush=True,
                 )
+            if args.retrain_seeds:
+                seeds_r = [1000 + i for i in range(1, args.retrain_seeds + 1)]  # the trials use --seed 42
+                quarter = 0.25 * row["random"]["epochs"]
+                picks = [("random", "end", row["random"]["best_trial"])]
+                for lab in [k for k in row if k.startswith("asha-")]:
+                    picks += [(lab, "25%", incumbent_within(row[lab]["anytime"], quarter)),
+                              (lab, "end", row[lab]["best_trial"])]  # fmt: skip
+                for lab, when, trial in picks:
+                    f1s = retrain(Path(row[lab]["work"]), trial, seeds_r, args, env)
+                    row[lab].setdefault("retrained", {})[when] = {"trial": trial, "seeds": seeds_r, "f1": f1s}
+                    print(
+                        f"  seed {seed} {lab}: {trial} ({when}) retrained with seeds {seeds_r}: F1 "
+                        + ", ".join(f"{100 * f:.2f}" for f in f1s)
+                        + f" (mean {100 * statistics.mean(f1s):.2f}; its search run: "
+                        + f"{100 * _trial_f1(row[lab], trial):.2f})",
+                        flush=True,
+                    )
             rows.append(row)
     finally:
         if args.keep is None:
@@ -270,6 +376,22 @@ def main() -> int:
             "worst_delta_at_25pct_points": worst,
             "mean_delta_end_points": dend,
         }
+        if args.retrain_seeds and all("retrained" in row[lab] for row in rows):
+            mean = lambda row, lab, when: statistics.mean(row[lab]["retrained"][when]["f1"])  # noqa: E731
+            r25 = statistics.mean(100 * (mean(row, lab, "25%") - mean(row, "random", "end")) for row in rows)
+            rend = statistics.mean(100 * (mean(row, lab, "end") - mean(row, "random", "end")) for row in rows)
+            summary[lab] |= {
+                "mean_delta_retrained_at_25pct_points": r25,
+                "mean_delta_retrained_end_points": rend,
+            }
+            print(
+                f"{lab}: retrained with {args.retrain_seeds} other seeds, the configuration ASHA had picked at 25% "
+                f"of random's epochs scores {r25:+.2f} points vs the one random search picked with all of them "
+                f"(at ASHA's end {rend:+.2f}); per seed: "
+                + ", ".join(
+                    f"{100 * (mean(row, lab, '25%') - mean(row, 'random', 'end')):+.2f}" for row in rows
+                )
+            )
         print(
             f"{lab}: with 25% of random's epochs, best F1 {d25:+.2f} points vs random's full-budget best "
             f"(mean; worst seed {worst:+.2f}); at its own end {dend:+.2f} points using {ratio:.1%} of the epochs. "

@@ -199,17 +199,20 @@ def test_normal_prior_is_truncated_and_centred():
     assert abs(xs.mean() - 3) < 0.05 and abs(xs.std() - 1) < 0.06
 
 
+SEED_ASSIGNMENT = {
+    "learning_rate": "1e-5",
+    "weight_decay": "0.1",
+    "warmup_ratio": "0",
+    "attention_dropout": "0",
+    "hidden_dropout": "0",
+    "per_device_train_batch_size": "32",
+    "num_epochs": "2",
+}
+
+
 def test_space_helpers():
     space = seed_space()
-    a = {
-        "learning_rate": "1e-5",
-        "weight_decay": "0.1",
-        "warmup_ratio": "0",
-        "attention_dropout": "0",
-        "hidden_dropout": "0",
-        "per_device_train_batch_size": "32",
-        "num_epochs": "2",
-    }
+    a = dict(SEED_ASSIGNMENT)
     assert space.check(a) == []
     assert space.key(a) == space.key({**a, "learning_rate": "0.00001"})  # canonical strings
     assert space.key(a, exclude=("num_epochs",)) == space.key(
@@ -232,15 +235,7 @@ def test_parse_key_memo_gives_the_unmemoised_answer_every_time():
     from kftune.hpo.space import clear_caches
 
     space = seed_space()
-    a = {
-        "learning_rate": "1e-5",
-        "weight_decay": "0.1",
-        "warmup_ratio": "0",
-        "attention_dropout": "0",
-        "hidden_dropout": "0",
-        "per_device_train_batch_size": "32",
-        "num_epochs": "2",
-    }
+    a = dict(SEED_ASSIGNMENT)
     cases = [
         a,
         {**a, "learning_rate": "0.00001"},  # the same configuration, spelled differently
