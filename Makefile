@@ -44,7 +44,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# BENCHES=bench/throughput.py picks some; bench/asha_vs_random.py alone takes about half an hour on 2 cores.
+# BENCHES=bench/throughput.py picks some; bench/asha_vs_random.py alone takes about an hour and a half on 2 cores.
 BENCHES ?= $(wildcard bench/*.py)
 bench: setup
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) $$b || exit 1; done

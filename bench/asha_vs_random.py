@@ -9,9 +9,9 @@ overrides (tiny model, demo corpus, learning rate 1e-4..3e-3, a training subset)
 - **random**: the same file with ``algorithm: random`` and the epoch parameter removed: every
   configuration trains the full budget R (``--num-epochs R``);
 - **asha**: the file as it is (ASHA, reduction factor eta, budgets 1 .. R, ``maxTrialCount`` as the
-  budget: a new configuration whenever no promotion is due), new configurations drawn by the
-  ``random`` sampler (the same prior as random search) and, with ``--samplers random,tpe``, also by
-  TPE (the seed's TPE + ASHA).
+  budget: a new configuration whenever no promotion is due), new configurations drawn by TPE as in
+  the file (the seed's TPE + ASHA) and, with ``--samplers random,tpe``, also by the ``random``
+  sampler (random search's own prior: ASHA's promotion rule alone).
 
 Random search has N configurations (default 27), ASHA 2N trials (``--asha-trials``); a seed
 (``random_state``) per pair of searches; several seeds. Why N = 27: run one trial at a time,
@@ -33,8 +33,8 @@ trials use 42) and compares the means: the quality of the configuration each sea
 is what kftune's pipelines retrain and publish. Usage::
 
     python bench/asha_vs_random.py [--seeds 1,2,3] [--configs 27] [--max-epochs 9] [--eta 3]
-        [--train-samples 1500] [--eval-samples 0 (all)] [--parallel 2] [--samplers random]
-        [--retrain-seeds 0] [--keep DIR (reuses finished searches and retrains found there)]
+        [--train-samples 1500] [--eval-samples 0 (all)] [--parallel 2] [--samplers tpe]
+        [--retrain-seeds 5] [--keep DIR (reuses finished searches and retrains found there)]
 """
 
 from __future__ import annotations
@@ -268,14 +268,18 @@ def main() -> int:
     p.add_argument("--eval-samples", type=int, default=0, help="dev sentences (default 0: all 500)")
     p.add_argument("--parallel", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     p.add_argument("--threads-per-trial", type=int)
-    p.add_argument("--samplers", default="random", help="ASHA samplers to run: random, tpe or random,tpe")
+    p.add_argument(
+        "--samplers",
+        default="tpe",
+        help="ASHA samplers to run: tpe (katib/ner-asha.yaml's own), random (random search's prior) or random,tpe",
+    )
     p.add_argument(
         "--retrain-seeds",
         type=int,
-        default=0,
+        default=5,
         help="also retrain each search's chosen configuration (random: its best; ASHA: its best at 25%% and "
         "at its end) from scratch with this many other seeds and compare the mean F1: the quality of the "
-        "configuration a search picks, without the luck of its single run (default 0: off)",
+        "configuration a search picks, without the luck of its single run (default 5, as the seeds' retrains; 0: off)",
     )
     p.add_argument("--keep", type=Path, help="keep the work dirs here (default: a temp dir, removed)")
     p.add_argument("--json", type=Path, help="also write the figures here")
