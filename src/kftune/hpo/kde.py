@@ -29,7 +29,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from kftune.hpo.space import SearchSpace, format_value
+from kftune.hpo.space import SearchSpace, encode_text, format_value
 
 _LOG_TINY = math.log(1e-32)
 #: bandwidth floor of ASHA's TPE, in [0, 1] coordinates (see the module doc)
@@ -61,7 +61,8 @@ class Encoder:
     def encode_many(self, rows: Sequence[Mapping[str, str]]) -> np.ndarray:
         if not rows:
             return np.zeros((0, self.dim))
-        return np.array([[p.encode(a[p.name]) for p in self.params] for a in rows], dtype=float)
+        params = self.params
+        return np.array([[encode_text(p, a[p.name]) for p in params] for a in rows], dtype=float)
 
     def decode(self, vector: np.ndarray) -> dict[str, str]:
         return {p.name: format_value(p, p.decode(float(u))) for p, u in zip(self.params, vector, strict=True)}

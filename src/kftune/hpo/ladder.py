@@ -28,6 +28,7 @@ from kftune.hpo.base import (
     LABEL_CONFIG,
     LABEL_PARENT,
     LABEL_RUNG,
+    PENDING,
     Problem,
     Settings,
     Suggestion,
@@ -126,29 +127,44 @@ class Ladder:
     def build(
         problem: Problem, trials: Sequence[TrialRecord], resource: Parameter, budgets: Sequence[float]
     ) -> Ladder:
+        # One pass over every trial on every request of the suggestion service (1,000 trials): the
+        # helpers (_label_int, TrialRecord.pending/value, Objective.loss) are inlined here.
         ladder = Ladder(problem, resource, list(budgets))
         values = [budget_value(resource, b) for b in budgets]
-        space = problem.space
-        objective = problem.objective
-        exclude = (resource.name,)
+        parse_key = problem.space.parse_key
+        metric, sign = problem.objective.metric, (-1.0 if problem.objective.maximize else 1.0)
+        rname = resource.name
+        exclude = (rname,)
+        n_rungs = len(budgets)
+        runs = ladder.runs
         for t in trials:
             a = t.assignments
-            key = space.parse_key(a, exclude) if resource.name in a else None
+            if rname not in a:
+                continue
+            key = parse_key(a, exclude)
             if key is None:
                 continue
-            rung = _label_int(t.labels, LABEL_RUNG)
-            if rung is None or not 0 <= rung < len(budgets):
+            labels = t.labels
+            rung = _label_int(labels, LABEL_RUNG) if labels else None
+            if rung is None or not 0 <= rung < n_rungs:
                 try:
-                    rung = values.index(budget_value(resource, float(a[resource.name])))
+                    rung = values.index(budget_value(resource, float(a[rname])))
                 except ValueError:
                     continue
-            config = t.labels.get(LABEL_CONFIG) or _config_id(key)
-            if t.pending:
+            config = labels.get(LABEL_CONFIG) or _config_id(key)
+            status = t.status
+            if status in PENDING:
                 loss = None
+            elif (
+                status == "Succeeded"
+                and (v := t.metrics.get(metric)) is not None
+                and math.isfinite(v := float(v))
+            ):
+                loss = sign * v  # Objective.loss
             else:
-                v = t.value(objective) if t.status == "Succeeded" else None
-                loss = INF if v is None else objective.loss(v)
-            ladder.runs.append(Run(t.name, config, rung, a, loss, _label_int(t.labels, LABEL_BRACKET), key))
+                loss = INF
+            bracket = _label_int(labels, LABEL_BRACKET) if labels else None
+            runs.append(Run(t.name, config, rung, a, loss, bracket, key))
         return ladder
 
     def configs(self) -> set[str]:

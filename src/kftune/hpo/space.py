@@ -115,7 +115,8 @@ class Parameter:
             raise ValueError(
                 f"parameter {self.name!r}: type must be one of {', '.join(PARAMETER_TYPES)}, got {self.type!r}"
             )
-        object.__setattr__(self, "_cache", {})
+        object.__setattr__(self, "_cache", {})  # trial string -> canonical value (canonical())
+        object.__setattr__(self, "_enc_cache", {})  # trial string -> model coordinate (encode_text())
         dist = self.distribution
         if isinstance(dist, str):
             dist = _DISTRIBUTION_ALIASES.get(dist.strip().lower(), dist)
@@ -398,10 +399,27 @@ def canonical(param: Parameter, text: str) -> float | int | str:
     return v
 
 
+def encode_text(param: Parameter, text: str) -> float:
+    """``param.encode(text)`` memoised per parameter, like :func:`canonical` (the TPE/KDE models
+    encode the same trials' values on every request)."""
+    cache = param._enc_cache  # type: ignore[attr-defined]
+    try:
+        return cache[text]
+    except (KeyError, TypeError):
+        pass
+    u = param.encode(text)
+    if isinstance(text, str):
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[text] = u
+    return u
+
+
 def clear_caches(space: SearchSpace) -> None:
     """Forget memoised values (for cold-start benchmarks)."""
     for p in space:
         p._cache.clear()  # type: ignore[attr-defined]
+        p._enc_cache.clear()  # type: ignore[attr-defined]
     space._key_cache.clear()  # type: ignore[attr-defined]
 
 
@@ -489,9 +507,10 @@ class SearchSpace:
         except TypeError:  # an unhashable value: no memo
             return self._parse_key(assignments, exclude)
         key = self._parse_key(assignments, exclude)
-        if len(memo) >= _CACHE_LIMIT:
-            memo.clear()
-        memo[token] = key
+        if all(type(v) is str for _, v in token[1]):  # a hit is then never 1 for "1" or True for 1
+            if len(memo) >= _CACHE_LIMIT:
+                memo.clear()
+            memo[token] = key
         return key
 
     def _parse_key(self, assignments: Mapping[str, str], exclude: Sequence[str]) -> tuple[Any, ...] | None:
