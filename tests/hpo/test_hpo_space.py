@@ -294,3 +294,34 @@ def test_objective_loss_orientation():
     with pytest.raises(ValueError):
         Objective("max", "f1")
     assert not math.isnan(Objective("minimize", "loss").loss(0.0))
+
+
+def test_encode_memo_gives_the_unmemoised_coordinates():
+    from kftune.hpo.kde import Encoder
+    from kftune.hpo.space import clear_caches
+
+    space = seed_space().without("num_epochs")
+    enc = Encoder(space)
+    rows = [
+        {k: v for k, v in SEED_ASSIGNMENT.items() if k != "num_epochs"},
+        {**{k: v for k, v in SEED_ASSIGNMENT.items() if k != "num_epochs"}, "learning_rate": "4.5e-5"},
+    ]
+    fresh = np.array([[p.encode(a[p.name]) for p in space] for a in rows])
+    assert np.array_equal(enc.encode_many(rows), fresh)  # filling the memo
+    assert np.array_equal(enc.encode_many(rows), fresh)  # served from it
+    assert all(p._enc_cache for p in space)
+    clear_caches(space)
+    assert not any(p._enc_cache for p in space)
+
+
+def test_memos_never_answer_for_a_value_of_another_type():
+    """1 == True and hash(1) == hash(True): a memo keyed on values must not serve one for the other."""
+    from kftune.hpo.base import _assignment_key
+
+    assert _assignment_key({"a": "1"}) == "a=1"
+    assert _assignment_key({"a": True}) == "a=True"  # not the memoised "a=1"
+    assert _assignment_key({"a": 1}) == "a=1"
+    space = seed_space()
+    good = dict(SEED_ASSIGNMENT)
+    assert space.parse_key(good) is not None
+    assert space.parse_key({**good, "num_epochs": 2}) == space.parse_key(good)  # an int parses the same
