@@ -84,14 +84,18 @@ def main() -> int:
             print("the loss became nan", file=sys.stderr)
             return 3
         f1 = score(args.lr, epoch)
+        # last/ appears whole (a renamed directory) and then has its state.json replaced atomically:
+        # a kill -9 at any point leaves a complete checkpoint or none, as the real trainer's swap does
         last = out / "last"
-        tmp = out / ".tmp-last"
-        tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "lr": args.lr}))
-        if last.exists():
-            (last / "state.json").unlink()
-            last.rmdir()
-        tmp.rename(last)
+        state = json.dumps({"epoch": epoch, "lr": args.lr})
+        if last.is_dir():
+            (last / ".state.json.tmp").write_text(state)
+            os.replace(last / ".state.json.tmp", last / "state.json")
+        else:
+            tmp = out / ".tmp-last"
+            tmp.mkdir(parents=True, exist_ok=True)
+            (tmp / "state.json").write_text(state)
+            tmp.rename(last)
         if args.no_metrics:
             continue
         line = f"epoch={epoch} eval_f1={f1:.6f} eval_loss={1 - f1:.6f}"

@@ -3,6 +3,7 @@ interrupted trials continue from their checkpoints, leftover processes are dealt
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -107,12 +108,23 @@ def test_kill_9_mid_search_then_resume_keeps_finished_trials_and_resumes_running
     work = tmp_path / "w"
     runner = start_runner(path, work)
 
+    def checkpoint_epoch(r) -> int:
+        try:
+            return json.loads((Path(r.output_dir) / "last" / "state.json").read_text())["epoch"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
     def mid_search():
         rs = rows(work)
         done = [r for r in rs if r.status == "Succeeded"]
-        # a running trial that has finished an epoch (so it has a last/ checkpoint)
+        # a running trial that has finished an epoch (so it has a last/ checkpoint) and still has
+        # one to go: one whose checkpoint is its last epoch may finish before the kill lands
         running = [
-            r for r in rs if r.status == "Running" and r.output_dir and (Path(r.output_dir) / "last").is_dir()
+            r
+            for r in rs
+            if r.status == "Running"
+            and r.output_dir
+            and 0 < checkpoint_epoch(r) < int(r.assignments["epochs"])
         ]
         return (done, running) if len(done) >= 2 and running else None
 
