@@ -26,7 +26,7 @@ from kftune.katib.experiment import (
 )
 from kftune.katib.findings import Check, rule
 from kftune.katib.kubeyaml import YPath
-from kftune.katib.rules_webhook import EXPERIMENT_TYPES, placeholders, walk_types
+from kftune.katib.rules_webhook import EXPERIMENT_TYPES, field_hint, placeholders, walk_types
 from kftune.katib.trainer_contract import (
     FLAGS,
     REQUIRED,
@@ -80,11 +80,11 @@ def check_unknown_fields(c: Check) -> None:
     for what, ypath, key, known in walk_types(c.exp.raw, EXPERIMENT_TYPES):
         if what != "unknown":
             continue
-        close = [
-            k for k in known if k.lower() == str(key).lower() or k.lower().startswith(str(key).lower()[:5])
-        ]
-        hint = f"did you mean {close[0]!r}?" if close else f"known fields here: {', '.join(known)}"
-        c.warning(ypath, f"unknown field {key!r}: Katib ignores it", f"remove or rename it ({hint})")
+        c.warning(
+            ypath,
+            f"unknown field {key!r}: Katib ignores it",
+            f"remove or rename it ({field_hint(key, known)})",
+        )
 
 
 def _walk(obj: Any, ypath: YPath = ()) -> Any:

@@ -23,6 +23,18 @@ from typing import Any
 from kftune.katib.experiment import PARAM_PLACEHOLDER
 from kftune.katib.findings import Check, rule
 from kftune.katib.kubeyaml import YPath
+from kftune.katib.rules_webhook import (
+    BOOL,
+    INT32,
+    INT64,
+    OBJECT,
+    QUANTITY,
+    STRING,
+    MapOf,
+    describe,
+    field_hint,
+    walk_types,
+)
 
 TRIAL_SPEC: YPath = ("spec", "trialTemplate", "trialSpec")
 REPLICA_TYPES = ("Master", "Worker")
@@ -30,102 +42,69 @@ DEFAULT_CONTAINER = "pytorch"  # PyTorchJobDefaultContainerName
 MANAGED_BY = ("kubeflow.org/training-operator", "kueue.x-k8s.io/multikueue")
 RESTART_POLICIES = ("Always", "OnFailure", "Never", "ExitCode")
 
-# The CRD's openAPIV3Schema for PyTorchJob.spec, without the pod templates: field -> type, where a
-# type is "integer", "string", "boolean", "object" (free-form), a dict (an object with these
-# fields) or ("map", type) (an object whose values have that type).
-_QUANTITIES = ("map", "quantity")
+# The CRD's openAPIV3Schema for PyTorchJob.spec, without the pod templates, in the type vocabulary
+# of kftune.katib.rules_webhook.walk_types (a dict is an object with these fields, a one-element
+# list an array, MapOf a map with any keys).
 SCHEDULING_POLICY = {
-    "minAvailable": "integer",
-    "minResources": _QUANTITIES,
-    "priorityClass": "string",
-    "queue": "string",
-    "scheduleTimeoutSeconds": "integer",
+    "minAvailable": INT32,
+    "minResources": MapOf(QUANTITY),
+    "priorityClass": STRING,
+    "queue": STRING,
+    "scheduleTimeoutSeconds": INT32,
 }
 RUN_POLICY = {
-    "activeDeadlineSeconds": "integer",
-    "backoffLimit": "integer",
-    "cleanPodPolicy": "string",
-    "managedBy": "string",
+    "activeDeadlineSeconds": INT64,
+    "backoffLimit": INT32,
+    "cleanPodPolicy": STRING,
+    "managedBy": STRING,
     "schedulingPolicy": SCHEDULING_POLICY,
-    "suspend": "boolean",
-    "ttlSecondsAfterFinished": "integer",
+    "suspend": BOOL,
+    "ttlSecondsAfterFinished": INT32,
 }
 ELASTIC_POLICY = {
-    "maxReplicas": "integer",
-    "maxRestarts": "integer",
-    "metrics": "array",
-    "minReplicas": "integer",
-    "nProcPerNode": "integer",
-    "rdzvBackend": "string",
-    "rdzvConf": "array",
-    "rdzvHost": "string",
-    "rdzvId": "string",
-    "rdzvPort": "integer",
-    "standalone": "boolean",
+    "maxReplicas": INT32,
+    "maxRestarts": INT32,
+    "metrics": [OBJECT],
+    "minReplicas": INT32,
+    "nProcPerNode": INT32,
+    "rdzvBackend": STRING,
+    "rdzvConf": [{"key": STRING, "value": STRING}],
+    "rdzvHost": STRING,
+    "rdzvId": STRING,
+    "rdzvPort": INT32,
+    "standalone": BOOL,
 }
-REPLICA_SPEC = {"replicas": "integer", "restartPolicy": "string", "template": "object"}
+REPLICA_SPEC = {"replicas": INT32, "restartPolicy": STRING, "template": OBJECT}
 PYTORCHJOB_SPEC = {
     "elasticPolicy": ELASTIC_POLICY,
-    "nprocPerNode": "string",
-    "pytorchReplicaSpecs": ("map", REPLICA_SPEC),
+    "nprocPerNode": STRING,
+    "pytorchReplicaSpecs": MapOf(REPLICA_SPEC),
     "runPolicy": RUN_POLICY,
 }
 
 
-def _type_problem(value: Any, expected: str) -> str | None:
-    """Why ``value`` does not have the JSON type ``expected`` (None when it does)."""
-    if expected == "integer":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif expected == "string":
-        ok = isinstance(value, str)
-    elif expected == "boolean":
-        ok = isinstance(value, bool)
-    elif expected == "array":
-        ok = isinstance(value, list)
-    elif expected == "quantity":
-        ok = isinstance(value, (int, str, float)) and not isinstance(value, bool)
-    else:  # object
-        ok = isinstance(value, dict)
-    if ok:
-        return None
-    if isinstance(value, str) and PARAM_PLACEHOLDER.search(value):
-        return (
-            f"must be {'an' if expected[0] in 'aeiou' else 'a'} {expected}, but holds a placeholder: "
-            "Katib replaces ${trialParameters...} in the template's text, so the value stays a quoted string"
-        )
-    return (
-        f"must be {'an' if expected[0] in 'aeiou' else 'a'} {expected}, got {type(value).__name__} {value!r}"
-    )
-
-
-def _walk_schema(c: Check, obj: Any, schema: Any, ypath: YPath) -> None:
-    if isinstance(schema, dict):
-        if not isinstance(obj, dict):
-            c.error(ypath, f"must be an object, got {type(obj).__name__}", "write it as a mapping")
-            return
-        for key, value in obj.items():
-            if key not in schema:
-                close = [k for k in schema if k.lower() == str(key).lower()]
-                hint = f"did you mean {close[0]!r}?" if close else f"fields here: {', '.join(schema)}"
-                c.error(
-                    (*ypath, key),
-                    f"unknown field {key!r}: the PyTorchJob CRD schema does not have it, so the API server "
-                    "drops it and the trial runs without it",
-                    f"remove or rename it ({hint})",
-                )
-                continue
-            _walk_schema(c, value, schema[key], (*ypath, key))
-        return
-    if isinstance(schema, tuple):  # ("map", value type)
-        if not isinstance(obj, dict):
-            c.error(ypath, f"must be a mapping, got {type(obj).__name__}", "write it as a mapping")
-            return
-        for key, value in obj.items():
-            _walk_schema(c, value, schema[1], (*ypath, key))
-        return
-    problem = _type_problem(obj, schema)
-    if problem:
-        c.error(ypath, problem, "write a literal value of that type (the API server refuses the PyTorchJob)")
+def _check_schema(c: Check, spec: dict[str, Any], here: YPath) -> None:
+    for what, ypath, value, expected in walk_types(spec, PYTORCHJOB_SPEC, here):
+        if what == "unknown":
+            c.error(
+                ypath,
+                f"unknown field {value!r}: the PyTorchJob CRD schema does not have it, so the API server "
+                "drops it and the trial runs without it",
+                f"remove or rename it ({field_hint(value, expected)})",
+            )
+        elif isinstance(value, str) and PARAM_PLACEHOLDER.search(value):
+            c.error(
+                ypath,
+                f"must be {expected}, but holds a placeholder: Katib replaces ${{trialParameters...}} in the "
+                "template's text, so the value stays a quoted string",
+                "write a literal value of that type (the API server refuses the PyTorchJob)",
+            )
+        else:
+            c.error(
+                ypath,
+                f"must be {expected}, got {describe(value)}",
+                "write a value of that type (the API server refuses the PyTorchJob)",
+            )
 
 
 @rule(
@@ -146,7 +125,7 @@ def check_pytorchjob(c: Check) -> None:
         c.error((*TRIAL_SPEC, "spec"), "a PyTorchJob needs a spec", "add spec.pytorchReplicaSpecs")
         return
     here: YPath = (*TRIAL_SPEC, "spec")
-    _walk_schema(c, spec, PYTORCHJOB_SPEC, here)
+    _check_schema(c, spec, here)
 
     replicas = spec.get("pytorchReplicaSpecs")
     rpath: YPath = (*here, "pytorchReplicaSpecs")

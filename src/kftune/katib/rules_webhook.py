@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from kftune.katib.experiment import META_INDEXED, META_KEYS, META_REFERENCE, PARAM_PLACEHOLDER, substitute
@@ -25,10 +26,20 @@ from kftune.katib.kubeyaml import YPath
 # tags), a one-element list a slice, a string a leaf type.
 
 STRING, INT32, FLOAT64, BOOL, INT_OR_STRING = "string", "int32", "float64", "bool", "IntOrString"
+INT64 = "int64"
+QUANTITY = "Quantity"  # resource.Quantity: a string such as "2Gi", or a number
 MAP_STRING = "map[string]string"
 OBJECT = "object"  # unstructured.Unstructured / corev1 types Katib does not look into here
 ANY = "any"
 _OPEN = "*"  # struct with further fields we do not model (ObjectMeta, HTTPGetAction...)
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A map with any keys whose values have the type ``values`` (``map[string]T``)."""
+
+    values: Any
+
 
 _NAME_VALUE = {"name": STRING, "value": STRING}
 _ALGORITHM = {"algorithmName": STRING, "algorithmSettings": [_NAME_VALUE]}
@@ -117,14 +128,17 @@ def _type_error(value: Any, go_type: str) -> str | None:
         return None if kind == "number" else kind
     if go_type == INT_OR_STRING:
         return None if kind == "string" or (kind == "number" and float(value).is_integer()) else kind
-    if go_type == INT32:
+    if go_type in (INT32, INT64):
         if kind != "number":
             return kind
         if isinstance(value, float) and not value.is_integer():
             return f"number {value}"
-        if not -(2**31) <= value < 2**31:
-            return f"number {value} (out of int32 range)"
+        bits = 31 if go_type == INT32 else 63
+        if not -(2**bits) <= value < 2**bits:
+            return f"number {value} (out of {go_type} range)"
         return None
+    if go_type == QUANTITY:
+        return None if kind in ("string", "number") else kind
     if go_type == MAP_STRING:
         if kind != "object":
             return kind
@@ -157,6 +171,13 @@ def walk_types(value: Any, schema: Any, ypath: YPath = ()) -> Iterator[tuple[str
         for i, item in enumerate(value):
             yield from walk_types(item, schema[0], (*ypath, i))
         return
+    if isinstance(schema, MapOf):
+        if not isinstance(value, dict):
+            yield "type", ypath, value, "object"
+            return
+        for key, item in value.items():
+            yield from walk_types(item, schema.values, (*ypath, key))
+        return
     if not isinstance(value, dict):
         yield "type", ypath, value, "object"
         return
@@ -165,6 +186,12 @@ def walk_types(value: Any, schema: Any, ypath: YPath = ()) -> Iterator[tuple[str
             yield from walk_types(item, schema[key], (*ypath, key))
         elif _OPEN not in schema:
             yield "unknown", (*ypath, key), key, [k for k in schema if k != _OPEN]
+
+
+def field_hint(key: Any, known: list[str]) -> str:
+    """How to fix an unknown field: the known one it resembles, else the known ones."""
+    close = [k for k in known if k.lower() == str(key).lower() or k.lower().startswith(str(key).lower()[:5])]
+    return f"did you mean {close[0]!r}?" if close else f"known fields here: {', '.join(known)}"
 
 
 def describe(value: Any) -> str:
