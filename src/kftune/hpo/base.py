@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kftune.errors import UserError
-from kftune.hpo.space import SearchSpace, canonical
+from kftune.hpo.space import SearchSpace, canonical, remember
 
 #: Katib's trial conditions (``TrialStatus.TrialConditionType``).
 TRIAL_CONDITIONS = (
@@ -343,9 +343,7 @@ def _assignment_key(assignments: Mapping[str, Any]) -> str:
         return "\x1f".join(f"{k}={v}" for k, v in sorted(assignments.items()))
     key = "\x1f".join(f"{k}={v}" for k, v in sorted(assignments.items()))
     if all(type(v) is str for _, v in token):  # so that a hit is never 1 for "1" or True for 1
-        if len(_KEY_CACHE) >= 200_000:
-            _KEY_CACHE.clear()
-        _KEY_CACHE[token] = key
+        remember(_KEY_CACHE, token, key)
     return key
 
 

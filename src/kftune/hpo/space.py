@@ -378,6 +378,16 @@ def parse_value(param: Parameter, text: str) -> float | int | str:
 _CACHE_LIMIT = 200_000
 
 
+def remember(cache: dict, key: Any, value: Any, limit: int = _CACHE_LIMIT) -> Any:
+    """Store ``value`` under ``key`` in a bounded memo (emptied once it holds ``limit`` entries)
+    and return it: how every memo of the suggestion path grows (values, coordinates, keys, the
+    service's trial records). A memo changes no result; it only spares the recomputation."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def canonical(param: Parameter, text: str) -> float | int | str:
     """The parsed value as compared for duplicates (doubles rounded to 12 significant digits);
     raises ValueError if infeasible.
@@ -392,11 +402,7 @@ def canonical(param: Parameter, text: str) -> float | int | str:
     v = parse_value(param, text)
     if param.type == "double":
         v = float(f"{v:.12g}")
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    if isinstance(text, str):
-        cache[text] = v
-    return v
+    return remember(cache, text, v) if isinstance(text, str) else v
 
 
 def encode_text(param: Parameter, text: str) -> float:
@@ -408,11 +414,7 @@ def encode_text(param: Parameter, text: str) -> float:
     except (KeyError, TypeError):
         pass
     u = param.encode(text)
-    if isinstance(text, str):
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[text] = u
-    return u
+    return remember(cache, text, u) if isinstance(text, str) else u
 
 
 def clear_caches(space: SearchSpace) -> None:
@@ -508,9 +510,7 @@ class SearchSpace:
             return self._parse_key(assignments, exclude)
         key = self._parse_key(assignments, exclude)
         if all(type(v) is str for _, v in token[1]):  # a hit is then never 1 for "1" or True for 1
-            if len(memo) >= _CACHE_LIMIT:
-                memo.clear()
-            memo[token] = key
+            remember(memo, token, key)
         return key
 
     def _parse_key(self, assignments: Mapping[str, str], exclude: Sequence[str]) -> tuple[Any, ...] | None:

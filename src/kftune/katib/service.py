@@ -84,6 +84,7 @@ import grpc
 
 from kftune.errors import UserError
 from kftune.hpo import LABEL_CONFIG, LABEL_PARENT, Problem, Suggestion, TrialRecord, get_algorithm
+from kftune.hpo.space import remember
 from kftune.katib import proto
 from kftune.katib.service_rules import MARK_COMPLETE, MARK_EXHAUSTED, MARK_WAITING, katib_errors
 
@@ -212,10 +213,7 @@ def trial_records(trials: Sequence[Any]) -> list[TrialRecord]:
         data = t.SerializeToString(deterministic=True)  # map (labels) order is not stable otherwise
         record = cache.get(data)
         if record is None:
-            record = trial_record(t)
-            if len(cache) >= _RECORD_CACHE_LIMIT:
-                cache.clear()
-            cache[data] = record
+            record = remember(cache, data, trial_record(t), _RECORD_CACHE_LIMIT)
         out.append(record)
     return out
 
