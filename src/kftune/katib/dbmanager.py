@@ -27,7 +27,7 @@ class ObservationLogError(RuntimeError):
 
 
 def observation_logs(
-    address: str, trial_names: Iterable[str], metric: str, *, timeout_s: float = 10.0, channel: Any = None
+    address: str, trial_names: Iterable[str], metric: str, *, timeout_s: float = 10.0
 ) -> dict[str, list[float]]:
     """``{trial: [value, ...]}``: the numeric values of ``metric`` each trial reported, in time order.
 
@@ -35,9 +35,7 @@ def observation_logs(
     import grpc
 
     api = proto.pb2()
-    own = channel is None
-    channel = channel or grpc.insecure_channel(address)
-    try:
+    with grpc.insecure_channel(address) as channel:
         call = channel.unary_unary(
             f"/{DB_MANAGER_SERVICE}/GetObservationLog",
             request_serializer=api.GetObservationLogRequest.SerializeToString,
@@ -67,9 +65,6 @@ def observation_logs(
                     values.append(v)
             out[name] = values
         return out
-    finally:
-        if own:
-            channel.close()
 
 
 def add_db_manager_servicer(servicer: Any, server: Any) -> None:

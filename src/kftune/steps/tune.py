@@ -37,6 +37,7 @@ from typing import Any
 
 from kftune.errors import UserError
 from kftune.hpo.base import LABEL_PARENT
+from kftune.katib.dbmanager import DEFAULT_ADDRESS, ObservationLogError, observation_logs
 from kftune.steps.rundir import RunDir, now_iso, slug, write_json
 
 MODES = ("local", "cluster")
@@ -69,7 +70,7 @@ class TuneSettings:
     poll_s: float = 10.0
     # cluster: Katib's DB manager, for each trial's per-epoch objective values (its learning
     # curve); "" skips them. Unreachable: the curves stay empty, with a warning, and the step goes on.
-    db_manager: str = "katib-db-manager.kubeflow:6789"
+    db_manager: str = DEFAULT_ADDRESS
 
 
 def experiment_text(experiment: str) -> str:
@@ -175,8 +176,6 @@ def _cluster_curves(s: TuneSettings, names: list[str], metric: str) -> dict[str,
     """Each trial's objective values from Katib's DB manager ({} when off or unreachable)."""
     if not s.db_manager or not names:
         return {}
-    from kftune.katib.dbmanager import ObservationLogError, observation_logs
-
     try:
         return observation_logs(s.db_manager, names, metric)
     except ObservationLogError as exc:
@@ -472,7 +471,10 @@ def _tune_cluster(rd: RunDir, s: TuneSettings, job_id: str, api: Any = None) -> 
     )
     items = [t for t in listing.get("items") or [] if isinstance(t, dict)]
     names = [str((t.get("metadata") or {}).get("name")) for t in items]
-    assignments_of = {n: _assignments((t.get("spec") or {}).get("parameterAssignments")) for n, t in zip(names, items, strict=True)}  # fmt: skip
+    assignments_of = {
+        n: _assignments((t.get("spec") or {}).get("parameterAssignments"))
+        for n, t in zip(names, items, strict=True)
+    }
     # Katib keeps the per-epoch values in its database, not in the Trial
     values_of = _cluster_curves(s, names, objective["metric"])
     trials, argv_of = [], {}
