@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from kftune.katib.experiment import load_experiment  # noqa: E402
 from kftune.katib.runner_export import tune_best, tune_trials  # noqa: E402
 from kftune.katib.store import Store  # noqa: E402
+from kftune.steps.argv import drop_flag, set_flag  # noqa: E402
 
 
 def variant(raw: dict, kind: str, seed: int, configs: int, max_epochs: int, eta: int, sampler: str) -> dict:
@@ -192,9 +193,6 @@ def retrain(
     """Train ``trial``'s configuration from scratch for the full budget with each of ``seeds``
     (its own argv, minus --resume-from, with --num-epochs R and --seed S), ``--parallel`` at a
     time; each run's F1 is its max eval_f1 over the epochs, as Katib's observation is."""
-    sys.path.insert(0, str(ROOT / "src"))
-    from kftune.steps.argv import drop_flag, set_flag
-
     store = Store.open(work / "experiment.db")
     try:
         row = store.trial(trial)
@@ -382,7 +380,8 @@ def main() -> int:
         }
         if args.retrain_seeds and all("retrained" in row[lab] for row in rows):
             mean = lambda row, lab, when: statistics.mean(row[lab]["retrained"][when]["f1"])  # noqa: E731
-            r25 = statistics.mean(100 * (mean(row, lab, "25%") - mean(row, "random", "end")) for row in rows)
+            per_seed = [100 * (mean(row, lab, "25%") - mean(row, "random", "end")) for row in rows]
+            r25 = statistics.mean(per_seed)
             rend = statistics.mean(100 * (mean(row, lab, "end") - mean(row, "random", "end")) for row in rows)
             summary[lab] |= {
                 "mean_delta_retrained_at_25pct_points": r25,
@@ -391,10 +390,7 @@ def main() -> int:
             print(
                 f"{lab}: retrained with {args.retrain_seeds} other seeds, the configuration ASHA had picked at 25% "
                 f"of random's epochs scores {r25:+.2f} points vs the one random search picked with all of them "
-                f"(at ASHA's end {rend:+.2f}); per seed: "
-                + ", ".join(
-                    f"{100 * (mean(row, lab, '25%') - mean(row, 'random', 'end')):+.2f}" for row in rows
-                )
+                f"(at ASHA's end {rend:+.2f}); per seed: " + ", ".join(f"{d:+.2f}" for d in per_seed)
             )
         print(
             f"{lab}: with 25% of random's epochs, best F1 {d25:+.2f} points vs random's full-budget best "
