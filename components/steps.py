@@ -179,14 +179,46 @@ def write_report(run_dir: str, after: str, markdown: Output[Markdown], html: Out
 
 
 @component
-def finetune_seed(
-    run_dir: str, seed: int, task: str, data: str, name: str, base_seed: int, extra_args: list
-) -> str:
-    """Fine-tune the continued-pretraining model on a downstream task (mlm pipeline)."""
-    from kftune.steps.retrain import finetune
+def check_finetune_tasks(tasks: list, num_runs: int, average_excluding: list) -> int:
+    """Check ``finetune_tasks`` before the search starts (mlm): a typo fails in seconds, not after
+    hours of pretraining. Returns the number of fine-tunings per model."""
+    from kftune.steps.finetune import parse_tasks
 
-    return finetune(run_dir, int(seed), task=task, data=data, name=name, base_seed=int(base_seed),
-                    extra_args=[str(a) for a in extra_args])  # fmt: skip
+    return sum(t.runs for t in parse_tasks(tasks, num_runs=num_runs, average_excluding=average_excluding))
+
+
+@component
+def plan_finetunes(
+    run_dir: str,
+    tasks: list,
+    num_runs: int,
+    first_seed: int,
+    common_args: list,
+    compare_original: bool,
+    average_excluding: list,
+) -> list:
+    """One item per (model, task, seed): {"run_dir", "column", "seed", "original"}; writes
+    finetune/plan.json (mlm)."""
+    from kftune.steps.finetune import plan
+
+    return plan(run_dir, tasks, num_runs=num_runs, first_seed=first_seed, common_args=[str(a) for a in common_args],
+                compare_original=compare_original, average_excluding=average_excluding)  # fmt: skip
+
+
+@component
+def finetune_seed(run_dir: str, column: str, seed: int, original: bool, base_seed: int) -> str:
+    """Fine-tune the continued-pretraining model (or the ``original`` one) on task ``column`` (mlm)."""
+    from kftune.steps.finetune import finetune
+
+    return finetune(run_dir, column, int(seed), base_seed=int(base_seed), original=bool(original))
+
+
+@component
+def measure_perplexity(run_dir: str, base_seed: int, original: bool) -> str:
+    """Dev/test perplexity of the continued-pretraining model and the original one -> perplexity.json."""
+    from kftune.steps.finetune import measure_perplexity as measure
+
+    return measure(run_dir, int(base_seed), original=bool(original))
 
 
 @component

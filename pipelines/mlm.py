@@ -1,13 +1,19 @@
 """``mlm`` (seed 003): continue pretraining a masked-LM with Katib searching for the lowest dev
-perplexity -> pretrain the best configuration -> fine-tune that model on a classification task N
-times -> a GLUE-style table with the mean and the max over the N runs (and the perplexity).
+perplexity -> pretrain the best configuration -> fine-tune that model on each downstream task N
+times (and the original model the same way) -> a GLUE-style table: one row per model, one column
+per task, the mean and the max over the N runs, and each model's perplexity.
+
+``finetune_tasks`` is a list of ``{"name", "task", "data"[, "runs", "args", "metrics"]}`` objects
+(kftune.steps.finetune); it is checked before the search starts.
 """
 
 from kfp import dsl
 from kftune.components import (
+    check_finetune_tasks,
     delete_experiment,
     finetune_seed,
-    plan_seeds,
+    measure_perplexity,
+    plan_finetunes,
     retrain_seed,
     write_glue_report,
 )
@@ -32,12 +38,18 @@ def mlm_steps(
     pretrain_seed: int,
     num_finetunes: int,
     first_seed: int,
-    finetune_task: str,
-    finetune_name: str,
-    finetune_data: str,
+    finetune_tasks: list[dict],
     finetune_args: list[str],
+    compare_original: bool,
+    average_excluding: list[str],
     gpus_per_step: int,
 ) -> str:
+    checked = step(
+        check_finetune_tasks(
+            tasks=finetune_tasks, num_runs=num_finetunes, average_excluding=average_excluding
+        ),
+        display="check fine-tuning tasks",
+    )
     searched = start_and_tune(
         pipeline="mlm",
         task="mlm",
@@ -55,32 +67,41 @@ def mlm_steps(
         tune_overrides=tune_overrides,
         tune_timeout_s=tune_timeout_s,
         tune_display="search: dev perplexity (Katib)",
-    )
+    ).after(checked)
     pretrained = step(
         on_gpu(retrain_seed(run_dir=searched.output, seed=pretrain_seed, model="", other=""), gpus_per_step),
         display="continue pretraining (best configuration)",
     )
-    seeds = step(
-        plan_seeds(run_dir=searched.output, num_seeds=num_finetunes, first_seed=first_seed).after(pretrained)
+    perplexity = step(
+        on_gpu(measure_perplexity(run_dir=searched.output, base_seed=pretrain_seed, original=compare_original)
+               .after(pretrained), gpus_per_step),
+        display="perplexity: pretrained vs original",
+    )  # fmt: skip
+    runs = step(
+        plan_finetunes(
+            run_dir=searched.output,
+            tasks=finetune_tasks,
+            num_runs=num_finetunes,
+            first_seed=first_seed,
+            common_args=finetune_args,
+            compare_original=compare_original,
+            average_excluding=average_excluding,
+        ).after(pretrained),
+        display="plan fine-tunings",
     )
-    with dsl.ParallelFor(seeds.output, name="finetunes") as item:
+    with dsl.ParallelFor(runs.output, name="finetunes") as item:
         tuned = step(
             on_gpu(
                 finetune_seed(
-                    run_dir=item.run_dir,
-                    seed=item.seed,
-                    task=finetune_task,
-                    data=finetune_data,
-                    name=finetune_name,
+                    run_dir=item.run_dir, column=item.column, seed=item.seed, original=item.original,
                     base_seed=pretrain_seed,
-                    extra_args=finetune_args,
                 ),
                 gpus_per_step,
             ),
             display="fine-tune",
-        )
+        )  # fmt: skip
     reported = step(
-        write_glue_report(run_dir=searched.output, after=dsl.Collected(tuned.output)),
+        write_glue_report(run_dir=searched.output, after=dsl.Collected(tuned.output)).after(perplexity),
         display="GLUE-style table",
     )
     return reported.outputs["Output"]
@@ -88,8 +109,8 @@ def mlm_steps(
 
 @dsl.pipeline(
     name="mlm",
-    description="Masked-LM (seed 003): continued pretraining tuned on perplexity -> N fine-tunings -> "
-    "GLUE-style table (mean and max over N runs)",
+    description="Masked-LM (seed 003): continued pretraining tuned on perplexity -> N fine-tunings per task "
+    "of it and of the original model -> GLUE-style table (mean and max over N runs, perplexity)",
 )
 def mlm(
     mode: str = "cluster",
@@ -106,10 +127,10 @@ def mlm(
     pretrain_seed: int = 42,
     num_finetunes: int = 5,
     first_seed: int = 1,
-    finetune_task: str = "seqcls",
-    finetune_name: str = "textcls",
-    finetune_data: str = "/cache/data/frenk-hr",
+    finetune_tasks: list[dict] = [{"name": "frenk-hr", "task": "seqcls", "data": "/cache/data/frenk-hr"}],  # noqa: B006
     finetune_args: list[str] = ["--num-epochs", "3", "--learning-rate", "3e-5"],  # noqa: B006
+    compare_original: bool = True,
+    average_excluding: list[str] = [],  # noqa: B006
     gpus_per_step: int = 1,
 ):
     cleanup = step(
@@ -133,9 +154,9 @@ def mlm(
             pretrain_seed=pretrain_seed,
             num_finetunes=num_finetunes,
             first_seed=first_seed,
-            finetune_task=finetune_task,
-            finetune_name=finetune_name,
-            finetune_data=finetune_data,
+            finetune_tasks=finetune_tasks,
             finetune_args=finetune_args,
+            compare_original=compare_original,
+            average_excluding=average_excluding,
             gpus_per_step=gpus_per_step,
         )

@@ -91,7 +91,10 @@ LOCAL_SETTINGS: dict[str, dict[str, Any]] = {
         "max_trial_count": 2,
         "parallel_trial_count": 2,
         "num_finetunes": 3,
-        "finetune_data": "demo:textcls",
+        "finetune_tasks": [
+            {"name": "textcls", "task": "seqcls", "data": "demo:textcls"},
+            {"name": "ner", "task": "ner", "data": "demo:ner", "runs": 2},
+        ],
         "train_config": {"max_train_samples": 300, "max_eval_samples": 200},
         "finetune_args": ["--num-epochs", "1", "--learning-rate", "1e-3", "--max-length", "64", "--tracking", "off"],
         "tune_overrides": [
@@ -184,6 +187,19 @@ def parse_params(pairs: list[str], inputs: dict[str, tuple[str, Any]]) -> dict[s
     return out
 
 
+def check_values(values: dict[str, Any], inputs: dict[str, tuple[str, Any]]) -> None:
+    """Parameters checked before a run starts (locally or on the cluster), so that a typo fails
+    in seconds, not after the search: mlm's fine-tuning tasks."""
+    if "finetune_tasks" in inputs:
+        from kftune.steps.finetune import parse_tasks
+
+        def value(name: str) -> Any:
+            return values[name] if name in values else inputs[name][1]
+
+        parse_tasks(value("finetune_tasks"), num_runs=value("num_finetunes"),
+                    average_excluding=value("average_excluding") or [])  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- compile
 
 
@@ -269,6 +285,7 @@ def run_local(
     values.update(params)
     train_config = values.pop("train_config", None)
     values = {k: v for k, v in values.items() if k in inputs}
+    check_values(values, inputs)
     if (run_dir / "run.json").exists():
         raise UserError(f"{run_dir} holds an earlier run: pass another --out, or delete it")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -436,6 +453,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     func = _pipeline(args.name)
     params = parse_params(args.param, pipeline_inputs(func))
     params.setdefault("mode", "cluster")
+    check_values(params, pipeline_inputs(func))
     check_host(host, token)
     _quiet_kfp()
     import kfp

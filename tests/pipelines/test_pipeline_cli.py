@@ -26,8 +26,8 @@ STEPS = {
     "ner-matrix": {"start-run", "plan-configurations", "for-loop-2", "write-matrix-report"},
     "textcls": {"start-run", "prepare-data", "tune", "plan-seeds", "for-loop-1", "plan-other-models",
                 "for-loop-2", "compare-models", "register-model", "write-report"},
-    "mlm": {"start-run", "prepare-data", "tune", "retrain-seed", "plan-seeds", "for-loop-1",
-            "write-glue-report"},
+    "mlm": {"check-finetune-tasks", "start-run", "prepare-data", "tune", "retrain-seed", "measure-perplexity",
+            "plan-finetunes", "for-loop-1", "write-glue-report"},
 }  # fmt: skip
 
 

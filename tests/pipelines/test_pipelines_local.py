@@ -133,14 +133,54 @@ def test_textcls_local_compares_with_a_baseline_and_another_model(tmp_path, caps
     assert "mean ± std" in report and "baseline tfidf-lr" in report
 
 
-def test_mlm_local_pretrains_then_fine_tunes_into_a_glue_table(tmp_path, capsys):
-    code, out, err = run("mlm", tmp_path, capsys, "num_finetunes=2")
+def test_mlm_local_pretrains_then_fine_tunes_it_and_the_original_on_two_tasks(tmp_path, capsys):
+    tasks = [
+        {"name": "textcls", "task": "seqcls", "data": "demo:textcls"},
+        {"name": "ner", "task": "ner", "data": "demo:ner", "runs": 1, "args": ["--num-epochs", "2"]},
+    ]
+    code, out, err = run("mlm", tmp_path, capsys, "num_finetunes=2", "finetune_tasks=" + json.dumps(tasks),
+                         "average_excluding=ner")  # fmt: skip
     assert code == 0, err[-3000:]
     rd = tmp_path / "mlm"
     assert json.loads((rd / "tune" / "best.json").read_text())["objective"]["metric"] == "eval_perplexity"
-    assert (rd / "retrain" / "seed-42" / "best" / "config.json").is_file()
-    for seed in (1, 2):
-        assert (rd / "finetune" / "textcls" / f"seed-{seed}" / "metrics.json").is_file()
+    pretrained = rd / "retrain" / "seed-42"
+    assert (pretrained / "best" / "config.json").is_file()
+    plan = json.loads((rd / "finetune" / "plan.json").read_text())
+    assert [t["name"] for t in plan["tasks"]] == ["textcls", "ner"] and plan["compare_original"] is True
+    for root in (rd, rd / "original"):
+        for seed in (1, 2):
+            assert json.loads((root / "finetune" / "textcls" / f"seed-{seed}" / "metrics.json").read_text())[
+                "status"] == "completed"  # fmt: skip
+        ner = json.loads((root / "finetune" / "ner" / "seed-1" / "metrics.json").read_text())
+        assert (
+            ner["status"] == "completed" and ner["args"]["num_epochs"] == 2 and ner["args"]["task"] == "ner"
+        )
+        assert not (root / "finetune" / "ner" / "seed-2").exists()
+    # the original row fine-tunes the model the search started from, the other the pretrained one
+    original_args = json.loads(
+        (rd / "original" / "finetune" / "textcls" / "seed-1" / "metrics.json").read_text()
+    )
+    assert original_args["args"]["model"] == "tiny"
+    tuned_args = json.loads((rd / "finetune" / "textcls" / "seed-1" / "metrics.json").read_text())
+    assert tuned_args["args"]["model"] == str(pretrained / "best")
+    # perplexity: the pretrained model measured as in training (same examples and masks); the
+    # random-init demo model has no masked-LM head, so its perplexity is not made up
+    measured = json.loads((rd / "perplexity.json").read_text())["models"]
+    trained = json.loads((pretrained / "metrics.json").read_text())
+    assert measured["pretrained"]["dev"]["perplexity"] == pytest.approx(
+        trained["best"]["metrics"]["eval_perplexity"], rel=1e-3)  # fmt: skip
+    assert "no trained masked-LM head" in measured["original"]["unavailable"]
     report = (rd / "report" / "report.md").read_text()
     assert "Fine-tuning results (mean and max over runs)" in report
-    assert "mean" in report and "max" in report
+    assert "tiny + continued pretraining" in report and "tiny original" in report
+    assert "macro-F1/Accuracy" in report and "Average w/o ner" in report and "dev perplexity" in report
+    assert "has no trained masked-LM head" in report
+
+
+def test_mlm_bad_finetune_tasks_fail_before_anything_runs(tmp_path, capsys):
+    bad = [{"name": "textcls", "task": "seqcls", "data": "demo:textcls"}, {"name": "textcls", "task": "ner",
+                                                                          "data": "demo:ner"}]  # fmt: skip
+    code, out, err = run("mlm", tmp_path, capsys, "finetune_tasks=" + json.dumps(bad))
+    assert code == 2
+    assert "finetune_tasks[1].name: 'textcls' is already the name of finetune_tasks[0]" in err
+    assert not (tmp_path / "mlm").exists()

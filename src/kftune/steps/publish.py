@@ -215,52 +215,120 @@ def _num_or_str(v):
         return str(v)
 
 
-def glue_report(run_dir: str, markdown_path: str = "", html_path: str = "") -> str:
-    """``mlm``'s report: the GLUE-style table (mean and max over the fine-tuning runs of each
-    task) with the pretrained model's perplexity, plus the search's trials."""
-    from kftune.report import GlueRow, GlueTable, GlueTask, Report, TrialRecord, write_report
+METRIC_LABELS = {"macro_f1": "macro-F1", "accuracy": "Accuracy", "f1": "F1", "precision": "P", "recall": "R",
+                 "loss": "loss"}  # fmt: skip
+_LEGACY_KEYS = ("macro_f1", "accuracy", "f1")
+
+
+def _finetune_runs(task_dir: Path) -> list[dict[str, float]]:
     from kftune.steps.retrain import seed_scores
+
+    return [
+        seed_scores(d)
+        for d in sorted(task_dir.glob("seed-*"))
+        if d.is_dir() and (d / "metrics.json").is_file()
+    ]
+
+
+def _glue_tasks(rd: RunDir, plan: dict | None) -> list[tuple[str, tuple[str, ...]]]:
+    """(task name, metrics) in the plan's order; a run without a plan (before multi-task
+    fine-tuning) has one directory per task and the metrics its runs report."""
+    if plan:
+        return [(t["name"], tuple(t["metrics"])) for t in plan["tasks"]]
+    out = []
+    for task_dir in sorted(p for p in (rd.path / "finetune").glob("*") if p.is_dir()):
+        per_seed = _finetune_runs(task_dir)
+        keys = tuple(
+            k for k in _LEGACY_KEYS if per_seed and all(f"test_{k}" in s or f"dev_{k}" in s for s in per_seed)
+        )
+        if keys:
+            out.append((task_dir.name, keys))
+    return out
+
+
+def glue_report(run_dir: str, markdown_path: str = "", html_path: str = "") -> str:
+    """``mlm``'s report: the GLUE-style table (per model, the mean and the max over the fine-tuning
+    runs of each task; the continued-pretraining model and the original one) with both models'
+    perplexity (``perplexity.json``), plus the search's trials."""
+    from kftune.report import GlueRow, GlueTable, GlueTask, Report, TrialRecord, write_report
+    from kftune.steps.finetune import ORIGINAL, read_plan
 
     rd = RunDir.at(run_dir)
     rd.update_info(status="succeeded", finished=now_iso())
-    tasks, runs = [], {}
-    for task_dir in sorted((rd.path / "finetune").glob("*")):
-        per_seed = [seed_scores(d) for d in sorted(task_dir.glob("seed-*")) if d.is_dir()]
-        keys = [
-            k
-            for k in ("test_macro_f1", "test_accuracy", "test_f1")
-            if per_seed and all(k in s for s in per_seed)
-        ]
-        if not keys:
-            keys = [
-                k
-                for k in ("dev_macro_f1", "dev_accuracy", "dev_f1")
-                if per_seed and all(k in s for s in per_seed)
-            ]
-        if keys:
-            tasks.append(GlueTask(task_dir.name, tuple(k.split("_", 1)[1] for k in keys)))
-            runs[task_dir.name] = [[s[k] for k in keys] for s in per_seed]
-    extras = {}
-    for seed in rd.seeds():
-        sc = seed_scores(rd.retrain(seed))
-        for key in ("dev_perplexity", "test_perplexity", "dev_loss"):
-            if key in sc:
-                extras[key] = sc[key]
-        break
     info = rd.info()
+    plan = read_plan(rd)
+    model = str(info.get("model") or "model")
+    label = Path(model).name if "/" in model else model
+    roots = {f"{label} + continued pretraining": rd.path}
+    if plan and plan.get("compare_original"):
+        roots[f"{label} original"] = rd.path / ORIGINAL
+    notes: list[str] = []
+    tasks: list[GlueTask] = []
+    runs: dict[str, dict[str, list[list[float]]]] = {row: {} for row in roots}
+    for name, metrics in _glue_tasks(rd, plan):
+        per_row = {row: _finetune_runs(root / "finetune" / name) for row, root in roots.items()}
+        every = [s for scores in per_row.values() for s in scores]
+        if not every:
+            notes.append(f"{name}: no completed fine-tuning run")
+            continue
+        split = "test" if all(f"test_{m}" in s for s in every for m in metrics) else "dev"
+        if split == "dev":
+            notes.append(f"{name}: no test split in every run: the column holds dev scores (best epoch)")
+        keys = [f"{split}_{m}" for m in metrics]
+        tasks.append(
+            GlueTask(
+                name, tuple(("dev " if split == "dev" else "") + METRIC_LABELS.get(m, m) for m in metrics)
+            )
+        )
+        for row, scores in per_row.items():
+            usable = [[s[k] for k in keys] for s in scores if all(k in s for k in keys)]
+            if usable:
+                runs[row][name] = usable
+    extras_names = ["dev perplexity", "test perplexity"]
+    extras: dict[str, dict[str, float]] = {row: {} for row in roots}
+    measured = read_json(rd.path / "perplexity.json") or {}
+    for row, key in zip(roots, ("pretrained", ORIGINAL), strict=False):
+        entry = (measured.get("models") or {}).get(key) or {}
+        if entry.get("unavailable"):
+            notes.append(f"{row}: {entry['unavailable']}")
+        for split in ("dev", "test"):
+            if isinstance(entry.get(split), dict) and "perplexity" in entry[split]:
+                extras[row][f"{split} perplexity"] = entry[split]["perplexity"]
+    if not measured:  # a run from before perplexity.json: the retrain's own evaluation
+        from kftune.steps.retrain import seed_scores
+
+        for seed in rd.seeds()[:1]:
+            sc = seed_scores(rd.retrain(seed))
+            for split in ("dev", "test"):
+                if f"{split}_perplexity" in sc:
+                    extras[next(iter(roots))][f"{split} perplexity"] = sc[f"{split}_perplexity"]
+    extras_names = [e for e in extras_names if any(e in x for x in extras.values())]
     trials = [
         TrialRecord(t["name"], (t.get("metrics") or {}).get("eval_perplexity"), t.get("assignments") or {},
                     curve=[tuple(p) for p in t.get("curve") or []])
         for t in read_json(rd.trials_json, []) or []
     ]  # fmt: skip
+    counts = sorted({len(v) for r in runs.values() for v in r.values()})
+    n_text = "-" if not counts else str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    compared = " and the original model" if len(roots) > 1 else ""
     report = Report(
         title=f"{info.get('pipeline', 'mlm')}: continued pretraining, then fine-tuning",
-        description=f"Model {info.get('model') or '-'} pretrained further on {info.get('data') or '-'} "
-        "(objective: dev perplexity), then fine-tuned N times per task.",
-        glue=GlueTable(tasks, [GlueRow(info.get("model") or "model", runs, extras)], extras=sorted(extras)),
+        description=f"Model {model} pretrained further on {info.get('data') or '-'} (objective: dev perplexity), "
+        f"then it{compared} fine-tuned {n_text} times per task with the same arguments and seeds. "
+        "Each task's column is x100; Mean is over the runs, max is the run with the best mean of the "
+        "task's metrics (seed 003: fine-tuning varies a lot between runs). Perplexity: the masked-LM "
+        "perplexity on the pretraining corpus's dev and test split, both models measured on the same "
+        "examples and masks.",
+        glue=GlueTable(
+            tasks,
+            [GlueRow(row, runs[row], extras[row]) for row in roots],
+            average_excluding=tuple((plan or {}).get("average_excluding") or ()),
+            extras=extras_names,
+        ),
         trials=trials,
         objective="eval_perplexity",
         direction="minimize",
+        notes=notes,
     )
     paths = write_report(report, rd.report)
     _copy_artifacts(paths.markdown, paths.html, markdown_path, html_path)

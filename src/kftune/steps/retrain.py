@@ -139,37 +139,3 @@ def seed_scores(train_dir: Path) -> dict[str, float]:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True)
-
-
-def finetune(
-    run_dir: str | Path,
-    seed: int,
-    *,
-    task: str,
-    data: str,
-    name: str,
-    base_seed: int,
-    extra_args: list[str] | None = None,
-) -> str:
-    """Fine-tune the continued-pretraining model (``retrain/seed-<base_seed>/best``) on a
-    downstream task -> ``finetune/<name>/seed-<S>`` (seed 003: N runs per task)."""
-    rd = RunDir.at(run_dir)
-    base = rd.retrain(base_seed) / "best"
-    if not (base / "config.json").is_file():
-        raise StepFailed(f"finetune: no pretrained model at {base} (did the retrain step succeed?)")
-    out = rd.path / "finetune" / slug(name) / f"seed-{int(seed)}"
-    if (read_json(out / "metrics.json") or {}).get("status") == "completed":
-        return str(out)
-    args = ["--task", task, "--data", data, "--model", str(base), "--output-dir", str(out)]
-    args += ["--seed", str(int(seed)), "--keep", "best", "--experiment", f"finetune-{slug(name)}"]
-    args += ["--trial", f"seed-{int(seed)}", *(extra_args or [])]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    log = out.parent / f"{out.name}.log"
-    print("finetune: kftune train " + " ".join(args), file=sys.stderr, flush=True)
-    with open(log, "w", encoding="utf-8") as fh:
-        code = subprocess.run([sys.executable, "-m", "kftune", "train", *args], stdout=fh,
-                              stderr=subprocess.STDOUT, check=False).returncode  # fmt: skip
-    if code != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-        raise StepFailed(f"finetune {name} seed {seed} failed (exit {code}); log {log}: {' | '.join(tail)}")
-    return str(out)
