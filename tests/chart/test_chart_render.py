@@ -238,6 +238,15 @@ def test_notes_give_next_steps():
         assert needle in notes, needle
 
 
+def test_the_stall_watchdog_setting_reaches_every_pipeline_step():
+    from kftune.pipelines.common import SETTINGS_ENV
+
+    assert one(render_docs(), "ConfigMap", "kftune-settings")["data"]["KFTUNE_STALL_TIMEOUT_S"] == "1800"
+    off = one(render_docs({"stallTimeoutSeconds": 0}), "ConfigMap", "kftune-settings")["data"]
+    assert off["KFTUNE_STALL_TIMEOUT_S"] == "0"
+    assert "KFTUNE_STALL_TIMEOUT_S" in SETTINGS_ENV  # the steps map it from the ConfigMap
+
+
 def test_gpu_sharing_values_render_and_pass_the_policy_checks():
     render_docs({"gpuSharing": {"mode": "time-slicing", "replicas": 4}})
 
@@ -262,6 +271,8 @@ BAD_VALUES = [
     ({"cache": {"accessModes": []}}, "/cache/accessModes"),
     ({"networkPolicy": {"allowNamespaces": ["Not A Namespace"]}}, "/networkPolicy/allowNamespaces/0"),
     ({"postgresql": {"existingSecret": "Bad Name"}}, "/postgresql/existingSecret"),
+    ({"stallTimeoutSeconds": -1}, "/stallTimeoutSeconds"),
+    ({"stallTimeoutSeconds": "30m"}, "/stallTimeoutSeconds"),
 ]
 
 

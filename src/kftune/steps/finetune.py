@@ -20,7 +20,6 @@ and ``perplexity.json`` (both models on the pretraining corpus's dev and test, o
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from kftune.errors import UserError
 from kftune.steps.argv import flag_value
 from kftune.steps.retrain import StepFailed, best_train_args
 from kftune.steps.rundir import RunDir, read_json, slug, write_json
+from kftune.steps.watch import run_watched
 
 TASKS = ("seqcls", "ner")
 KEYS = ("name", "task", "data", "runs", "args", "metrics")
@@ -226,15 +226,13 @@ def finetune(run_dir: str | Path, name: str, seed: int, *, base_seed: int, origi
     args += [*p.get("common_args", []), *spec.get("args", [])]
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.parent / f"{out.name}.log"
+    log.write_text("", encoding="utf-8")
+    which = " (original model)" if original else ""
     print("finetune: kftune train " + " ".join(args), file=sys.stderr, flush=True)
-    with open(log, "w", encoding="utf-8") as fh:
-        code = subprocess.run([sys.executable, "-m", "kftune", "train", *args], stdout=fh,
-                              stderr=subprocess.STDOUT, check=False).returncode  # fmt: skip
+    code, tail = run_watched(args, out, log, what=f"finetune {name}{which} seed {seed}")
     if code != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-        which = " (original model)" if original else ""
         raise StepFailed(
-            f"finetune {name}{which} seed {seed} failed (exit {code}); log {log}: {' | '.join(tail)}"
+            f"finetune {name}{which} seed {seed} failed (exit {code}); log {log}: {' | '.join(tail[-3:])}"
         )
     return str(out)
 

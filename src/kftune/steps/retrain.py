@@ -11,15 +11,14 @@ promoted number of epochs from scratch on the same LR schedule).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 from kftune.errors import UserError
 from kftune.steps.argv import drop_flag, flag_value, set_flag, train_args
 from kftune.steps.rundir import RunDir, read_json, slug
+from kftune.steps.watch import run_watched
 
 
 class StepFailed(UserError):
@@ -79,24 +78,17 @@ def retrain(
         return str(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.parent / f"{out.name}.log"
-    argv = [sys.executable, "-m", "kftune", "train", *args]
+    log.write_text("", encoding="utf-8")
     print("retrain: kftune train " + " ".join(args), file=sys.stderr, flush=True)
-    tail: deque[str] = deque(maxlen=15)
-    with open(log, "w", encoding="utf-8") as fh:
-        proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-        )
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            fh.write(line)
-            if "=" in line and ("epoch=" in line or line.startswith("final")):
-                print(f"retrain seed {seed}: {line.rstrip()}", file=sys.stderr, flush=True)
-            if line.strip():
-                tail.append(line.rstrip())
-        code = proc.wait()
+
+    def echo(line: str) -> None:
+        if "=" in line and ("epoch=" in line or line.startswith("final")):
+            print(f"retrain seed {seed}: {line.rstrip()}", file=sys.stderr, flush=True)
+
+    code, tail = run_watched(args, out, log, what=f"retrain seed {seed}", on_line=echo)
     if code != 0:
         status = (read_json(out / "metrics.json") or {}).get("status") or f"exit {code}"
-        raise StepFailed(f"retrain seed {seed} failed ({status}); log {log}: {' | '.join(list(tail)[-3:])}")
+        raise StepFailed(f"retrain seed {seed} failed ({status}); log {log}: {' | '.join(tail[-3:])}")
     return str(out)
 
 

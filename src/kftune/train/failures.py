@@ -10,6 +10,9 @@ exception types the real failure raises, and nothing else is faked):
 ``KFTUNE_TEST_NAN_AT_STEP=N``        the loss of optimizer step N becomes NaN
 ``KFTUNE_TEST_FREE_BYTES=B``         the free space of the output volume is taken to be B bytes
 ``KFTUNE_TEST_STEP_SLEEP=S``         sleep S seconds after each optimizer step (to deliver signals)
+``KFTUNE_TEST_HANG_AT_STEP=N``       after optimizer step N the trial hangs for good, deaf to SIGTERM
+                                     (a deadlock, seed 003's stalled fine-tuning); once per output
+                                     directory, so a restarted trial goes on
 
 On CUDA the injected error is a ``torch.OutOfMemoryError``; on CPU it is the ``RuntimeError`` of
 torch's CPU allocator (``DefaultCPUAllocator: can't allocate memory``), as in real runs.
@@ -29,6 +32,12 @@ import torch
 EXIT_NAN = 3
 EXIT_DISK = 4
 EXIT_OOM = 5
+
+# A running trial touches <output dir>/.heartbeat at most every HEARTBEAT_S seconds while it makes
+# progress (training steps, evaluation batches): what a watchdog reads to tell a stalled process
+# from a slow one (kftune.steps.watch).
+HEARTBEAT_FILE = ".heartbeat"
+HEARTBEAT_S = 5.0
 
 OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory")
 
@@ -77,6 +86,7 @@ class Hooks:
     nan_at: int | None = None
     free_bytes: int | None = None
     step_sleep: float = 0.0
+    hang_at: int | None = None
     forwards: int = 0
 
     @classmethod
@@ -84,12 +94,14 @@ class Hooks:
         above = _ints("KFTUNE_TEST_OOM_ABOVE_BATCH")
         nan = _ints("KFTUNE_TEST_NAN_AT_STEP")
         free = _ints("KFTUNE_TEST_FREE_BYTES")
+        hang = _ints("KFTUNE_TEST_HANG_AT_STEP")
         return cls(
             oom_at=set(_ints("KFTUNE_TEST_OOM_AT_STEP")),
             oom_above=above[0] if above else None,
             nan_at=nan[0] if nan else None,
             free_bytes=free[0] if free else None,
             step_sleep=float(os.environ.get("KFTUNE_TEST_STEP_SLEEP") or 0),
+            hang_at=hang[0] if hang else None,
         )
 
     def before_forward(self, rows: int, device: torch.device, probe: bool = False) -> None:
@@ -102,9 +114,16 @@ class Hooks:
                 device, f"injected by KFTUNE_TEST_OOM_ABOVE_BATCH: {rows} rows > {self.oom_above}"
             )
 
-    def after_step(self) -> None:
+    def after_step(self, step: int = 0, output_dir=None) -> None:
         if self.step_sleep:
             time.sleep(self.step_sleep)
+        if self.hang_at is not None and step == self.hang_at and output_dir is not None:
+            marker = os.path.join(output_dir, ".test-hung")
+            if not os.path.exists(marker):
+                os.makedirs(output_dir, exist_ok=True)
+                open(marker, "w").close()  # noqa: SIM115 - an empty marker
+                while True:  # deaf to SIGTERM: only SIGKILL ends it, as with a real deadlock
+                    time.sleep(3600)
 
 
 class SignalGuard:
@@ -113,9 +132,11 @@ class SignalGuard:
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self) -> None:
+    def __init__(self, heartbeat: str | os.PathLike[str] | None = None) -> None:
         self.received: int | None = None
         self._old: dict[int, object] = {}
+        self.heartbeat = heartbeat
+        self._next_beat = 0.0
 
     def __enter__(self) -> SignalGuard:
         import threading
@@ -128,7 +149,23 @@ class SignalGuard:
     def _handle(self, signum, frame) -> None:
         self.received = signum
 
+    def beat(self) -> None:
+        """Touch the heartbeat file (at most every HEARTBEAT_S seconds: one clock read per call)."""
+        if self.heartbeat is None:
+            return
+        now = time.monotonic()
+        if now < self._next_beat:
+            return
+        self._next_beat = now + HEARTBEAT_S
+        try:
+            with open(self.heartbeat, "a"):
+                os.utime(self.heartbeat)
+        except OSError:
+            pass  # the output directory is not there yet, or the disk is full: the next beat tries again
+
     def check(self) -> None:
+        """Called between training steps and evaluation batches: beat, then stop if signalled."""
+        self.beat()
         if self.received is not None:
             name = signal.Signals(self.received).name
             raise TrialStopped("killed", f"stopped by {name}", 128 + self.received, signal=name)

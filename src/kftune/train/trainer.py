@@ -15,6 +15,7 @@ update.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import shutil
@@ -37,7 +38,16 @@ from kftune.train import fastpath, track
 from kftune.train.args import TrainArgs
 from kftune.train.batches import collate, epoch_batches, mask_tokens, split_micro
 from kftune.train.encode import IGNORE, encode
-from kftune.train.failures import EXIT_NAN, EXIT_OOM, Hooks, SignalGuard, TrialStopped, free_memory, is_oom
+from kftune.train.failures import (
+    EXIT_NAN,
+    EXIT_OOM,
+    HEARTBEAT_FILE,
+    Hooks,
+    SignalGuard,
+    TrialStopped,
+    free_memory,
+    is_oom,
+)
 from kftune.train.metric_lines import METRICS_BY_TASK, NAN_STATUS_LINE, format_epoch_line, format_final_line
 from kftune.train.modelio import auto_class, build_model, kftune_meta
 from kftune.train.optim import make_optimizer, make_scheduler, pick_device, pick_dtype, steps_per_epoch
@@ -107,7 +117,7 @@ class Trial:
         self.out = metric_out
         self.output_dir = Path(args.output_dir)
         self.hooks = Hooks.from_env()
-        self.guard = SignalGuard()
+        self.guard = SignalGuard(self.output_dir / HEARTBEAT_FILE)
         self.tracker = track.NullTracker()
         self.history: list[dict] = []
         self.best: dict | None = None
@@ -545,7 +555,7 @@ class Trial:
             self._check_finite()
             loss_sum += loss
             self.samples_trained += len(idx)
-            self.hooks.after_step()
+            self.hooks.after_step(self.global_step, self.output_dir)
             prof.end_step()
         self._check_finite(force=True)
         if self.device.type == "cuda":
@@ -785,9 +795,17 @@ class Trial:
             except BaseException as exc:
                 status, reason, exit_code = "failed", f"{exc.__class__.__name__}: {exc}", 1
                 self._finish(status, reason, details, "FAILED", t0)
+                self._drop_heartbeat()
                 raise
         self._finish(status, reason, details, tracker_status, t0)
+        self._drop_heartbeat()
         return exit_code
+
+    def _drop_heartbeat(self) -> None:
+        """The heartbeat is for watchdogs while the trial runs: a finished output dir holds only
+        what ``--keep`` and the contract say."""
+        with contextlib.suppress(OSError):
+            (self.output_dir / HEARTBEAT_FILE).unlink(missing_ok=True)
 
     def _finish(self, status: str, reason, details, tracker_status: str, t0: float) -> None:
         self.timings["total_s"] = time.perf_counter() - t0
