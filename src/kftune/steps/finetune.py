@@ -21,7 +21,7 @@ and ``perplexity.json`` (both models on the pretraining corpus's dev and test, o
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ class FinetuneTask:
     data: str
     runs: int
     args: tuple[str, ...] = ()
-    metrics: tuple[str, ...] = field(default=())
+    metrics: tuple[str, ...] = ()
 
 
 def _integral(value: Any) -> Any:
@@ -224,9 +224,7 @@ def finetune(run_dir: str | Path, name: str, seed: int, *, base_seed: int, origi
         f"seed-{int(seed)}",
     ]
     args += [*p.get("common_args", []), *spec.get("args", [])]
-    out.parent.mkdir(parents=True, exist_ok=True)
     log = out.parent / f"{out.name}.log"
-    log.write_text("", encoding="utf-8")
     which = " (original model)" if original else ""
     print("finetune: kftune train " + " ".join(args), file=sys.stderr, flush=True)
     code, tail = run_watched(args, out, log, what=f"finetune {name}{which} seed {seed}")

@@ -258,7 +258,7 @@ def glue_report(run_dir: str, markdown_path: str = "", html_path: str = "") -> s
     info = rd.info()
     plan = read_plan(rd)
     model = str(info.get("model") or "model")
-    label = Path(model).name if "/" in model else model
+    label = Path(model).name
     roots = {f"{label} + continued pretraining": rd.path}
     if plan and plan.get("compare_original"):
         roots[f"{label} original"] = rd.path / ORIGINAL

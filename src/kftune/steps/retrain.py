@@ -76,9 +76,7 @@ def retrain(
     if done.get("status") == "completed" and (out / "best").is_dir():
         print(f"retrain: {out} already completed (a retried step): kept", file=sys.stderr)
         return str(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     log = out.parent / f"{out.name}.log"
-    log.write_text("", encoding="utf-8")
     print("retrain: kftune train " + " ".join(args), file=sys.stderr, flush=True)
 
     def echo(line: str) -> None:

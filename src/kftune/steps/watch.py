@@ -14,6 +14,7 @@ settings ConfigMap every step reads), else 1800 s; 0 turns the watchdog off.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -98,7 +99,7 @@ def _attempt(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    started = time.time()
+    started = beat = time.time()
     try:
         while True:
             try:
@@ -109,16 +110,14 @@ def _attempt(
                 pass
             if stall_s <= 0:
                 continue
-            try:
-                beat = heartbeat.stat().st_mtime
-            except OSError:
-                beat = 0.0
+            with contextlib.suppress(OSError):  # gone once the trainer has left its loop: keep the last seen
+                beat = max(beat, heartbeat.stat().st_mtime)
             now = time.time()
-            quiet = now - max(started, beat, last_output[0])
+            quiet = now - max(beat, last_output[0])
             if quiet > stall_s:
                 _stop_group(proc)
                 reader.join(timeout=5)
-                seen = f"last heartbeat {now - beat:.0f} s ago" if beat >= started else "no heartbeat yet"
+                seen = f"last heartbeat {now - beat:.0f} s ago" if beat > started else "no heartbeat yet"
                 raise Stalled(f"no progress for {quiet:.0f} s ({seen}, no output since)")
     except BaseException:
         if proc.poll() is None:
@@ -136,14 +135,15 @@ def run_watched(
     restarts: int = DEFAULT_RESTARTS,
     on_line: Callable[[str], None] | None = None,
 ) -> tuple[int, list[str]]:
-    """Run ``kftune train TRAIN_ARGS`` (output in ``out_dir``) under the watchdog; returns (exit
-    code, the last output lines). A stalled run restarts from ``out_dir/last`` when it exists;
+    """Run ``kftune train TRAIN_ARGS`` (output in ``out_dir``, every attempt's output in a new
+    ``log_path``) under the watchdog; returns (exit code, the last output lines). A stalled run restarts from ``out_dir/last`` when it exists;
     after ``restarts`` restarts it fails with StepFailed-worthy UserError (exit 1)."""
     stall = stall_timeout(stall_s)
     heartbeat = out_dir / HEARTBEAT_FILE
     tail: deque[str] = deque(maxlen=15)
     args = list(train_args)
-    with open(log_path, "a", encoding="utf-8") as log:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
         for attempt in range(restarts + 1):
             try:
                 code = _attempt(

@@ -20,6 +20,7 @@ torch's CPU allocator (``DefaultCPUAllocator: can't allocate memory``), as in re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -114,10 +115,10 @@ class Hooks:
                 device, f"injected by KFTUNE_TEST_OOM_ABOVE_BATCH: {rows} rows > {self.oom_above}"
             )
 
-    def after_step(self, step: int = 0, output_dir=None) -> None:
+    def after_step(self, step: int, output_dir) -> None:
         if self.step_sleep:
             time.sleep(self.step_sleep)
-        if self.hang_at is not None and step == self.hang_at and output_dir is not None:
+        if self.hang_at is not None and step == self.hang_at:
             marker = os.path.join(output_dir, ".test-hung")
             if not os.path.exists(marker):
                 os.makedirs(output_dir, exist_ok=True)
@@ -128,7 +129,9 @@ class Hooks:
 
 class SignalGuard:
     """SIGTERM/SIGINT set a flag; the training loop checks it between steps and raises
-    ``TrialStopped`` there, so a checkpoint being written is always finished first."""
+    ``TrialStopped`` there, so a checkpoint being written is always finished first. While the
+    guard is entered, each check also beats ``heartbeat``; leaving the guard removes the file (a
+    finished output dir holds only what ``--keep`` and the contract say)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -173,3 +176,6 @@ class SignalGuard:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
+        if self.heartbeat is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.heartbeat)

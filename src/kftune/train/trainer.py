@@ -15,7 +15,6 @@ update.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import shutil
@@ -795,17 +794,9 @@ class Trial:
             except BaseException as exc:
                 status, reason, exit_code = "failed", f"{exc.__class__.__name__}: {exc}", 1
                 self._finish(status, reason, details, "FAILED", t0)
-                self._drop_heartbeat()
                 raise
         self._finish(status, reason, details, tracker_status, t0)
-        self._drop_heartbeat()
         return exit_code
-
-    def _drop_heartbeat(self) -> None:
-        """The heartbeat is for watchdogs while the trial runs: a finished output dir holds only
-        what ``--keep`` and the contract say."""
-        with contextlib.suppress(OSError):
-            (self.output_dir / HEARTBEAT_FILE).unlink(missing_ok=True)
 
     def _finish(self, status: str, reason, details, tracker_status: str, t0: float) -> None:
         self.timings["total_s"] = time.perf_counter() - t0
