@@ -149,3 +149,34 @@ def test_kill_9_of_the_runner_then_resume_continues_the_trainer_from_its_checkpo
     assert len(reports) == 4  # epochs 1..4, across the two attempts, each once
     out = Path(final.log_out).read_text(errors="replace")
     assert sorted(int(x.split()[0][6:]) for x in out.splitlines() if x.startswith("epoch=")) == [1, 2, 3, 4]
+
+
+def test_a_trial_that_hangs_is_restarted_by_its_own_watchdog_and_succeeds(tmp_path, kftune_home):
+    """katib/*.yaml set KFTUNE_STALL_TIMEOUT_S, so a trial watches itself, here and in a Katib pod:
+    the hung trainer (deaf to SIGTERM) is killed and resumed inside the same trial, which the
+    runner sees as one attempt that succeeds; the stall is in the record and on the screen."""
+    work = tmp_path / "w"
+    r = subprocess.run(
+        [
+            sys.executable, "-m", "kftune", "katib", "run", str(ROOT / "katib" / "ner-tpe-medianstop.yaml"),
+            "--local", "--work-dir", str(work), "--progress", "plain", *TINY,
+            "--set-arg", "--num-epochs=2", "--param", "batch_size=16",
+            "--set-env", "KFTUNE_STALL_TIMEOUT_S=20", "--set-env", "KFTUNE_TEST_HANG_AT_STEP=6",
+            "--max-trial-count", "1",
+        ],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    (row,) = _rows(work)
+    assert row.status == "Succeeded" and row.attempt == 1
+    assert "stalled   trial " in r.stderr and "resuming from" in r.stderr
+    store = Store.open(work / "experiment.db")
+    try:
+        stalls = [e for e in store.events(row.name) if e["kind"] == "stalled"]
+        reports = [m.value for m in store.metric_logs(row.name, 1) if m.name == "eval_f1"]
+    finally:
+        store.close()
+    assert len(stalls) == 1 and "(restart 1 of 2)" in stalls[0]["data"]["message"]
+    assert len(reports) == 2  # epochs 1 and 2, once each
+    metrics = json.loads((Path(row.output_dir) / "metrics.json").read_text())
+    assert metrics["resumed_from"] == str(Path(row.output_dir).resolve())

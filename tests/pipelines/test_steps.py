@@ -11,10 +11,19 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from kftune.errors import UserError
 from kftune.steps.argv import drop_flag, flag_value, set_flag, train_args
 from kftune.steps.retrain import retrain_argv
 from kftune.steps.rundir import RunDir, resolve_run_dir, write_json
-from kftune.steps.tune import TuneFailed, TuneSettings, cluster_name, config_tag, delete_experiment, tune
+from kftune.steps.tune import (
+    TuneFailed,
+    TuneSettings,
+    cluster_experiment,
+    cluster_name,
+    config_tag,
+    delete_experiment,
+    tune,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -237,6 +246,26 @@ def test_cluster_tune_creates_waits_reads_best_and_trials(tmp_path):
     assert delete_experiment("cluster", name, "team-a", api=api) == f"deleted experiment team-a/{name}"
     assert "not found" in delete_experiment("cluster", name, "team-a", api=api)
     assert delete_experiment("local", name, "team-a", api=api).startswith("local mode")
+
+
+@pytest.mark.parametrize(("env", "expected"), [(None, "1800"), ("600", "600"), ("0", "0"), ("90.5", "90.5")])
+def test_the_installs_stall_timeout_reaches_the_search_trials(monkeypatch, env, expected):
+    """The settings ConfigMap's KFTUNE_STALL_TIMEOUT_S (chart: stallTimeoutSeconds) replaces the
+    YAML's value in every trial's environment; without it the YAML's own value stays."""
+    if env is None:
+        monkeypatch.delenv("KFTUNE_STALL_TIMEOUT_S", raising=False)
+    else:
+        monkeypatch.setenv("KFTUNE_STALL_TIMEOUT_S", env)
+    raw = cluster_experiment(EXPERIMENT, TuneSettings(mode="cluster"), "0d3c2b1a")
+    container = raw["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    values = [e.get("value") for e in container["env"] if e["name"] == "KFTUNE_STALL_TIMEOUT_S"]
+    assert values == [expected]
+
+
+def test_a_bad_stall_timeout_in_the_settings_fails_the_tune_step(monkeypatch):
+    monkeypatch.setenv("KFTUNE_STALL_TIMEOUT_S", "soon")
+    with pytest.raises(UserError, match="KFTUNE_STALL_TIMEOUT_S='soon'"):
+        cluster_experiment(EXPERIMENT, TuneSettings(mode="cluster"), "0d3c2b1a")
 
 
 def test_cluster_tune_without_the_db_manager_warns_and_keeps_the_trials(tmp_path, capsys):

@@ -15,6 +15,7 @@ import pytest
 from kftune.errors import UserError
 from kftune.steps import watch
 from kftune.steps.watch import Stalled, run_watched, stall_timeout
+from kftune.train import watchdog
 
 BEATS = """
 import pathlib, sys, time
@@ -47,8 +48,8 @@ while True:
 
 @pytest.fixture
 def fast_kill(monkeypatch):
-    monkeypatch.setattr(watch, "KILL_GRACE_S", 0.5)
-    monkeypatch.setattr(watch, "POLL_S", 0.1)
+    monkeypatch.setattr(watchdog, "KILL_GRACE_S", 0.5)
+    monkeypatch.setattr(watchdog, "POLL_S", 0.1)
 
 
 def test_a_slow_process_that_beats_is_not_stopped(tmp_path, fast_kill):
@@ -101,7 +102,7 @@ def test_a_trainer_that_hangs_mid_epoch_is_restarted_from_its_last_checkpoint(
     resumes from the epoch-1 checkpoint, and the trial completes with both epochs."""
     monkeypatch.setenv("KFTUNE_TEST_HANG_AT_STEP", "6")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setattr(watch, "KILL_GRACE_S", 1.0)
+    monkeypatch.setattr(watchdog, "KILL_GRACE_S", 1.0)
     out = tmp_path / "seed-1"
     args = ["--task", "seqcls", "--data", "demo:textcls", "--model", "tiny", "--output-dir", str(out),
             "--num-epochs", "2", "--max-train-samples", "64", "--max-eval-samples", "32",

@@ -79,6 +79,7 @@ from kftune.katib.runner_status import (
 from kftune.katib.store import Store, TrialRow
 from kftune.train.gpu_share import Placement
 from kftune.train.metric_lines import NAN_STATUS_LINE
+from kftune.train.watchdog import MARK as WATCHDOG_MARK
 
 LABEL_EXPERIMENT = "katib.kubeflow.org/experiment"  # pkg/controller.v1beta1/consts
 LABEL_TRIAL = "katib.kubeflow.org/trial"
@@ -668,6 +669,12 @@ class LocalRunner:
             return
         if stream == "out" and any(NAN_STATUS_LINE in line.split() for line in lines):
             st.nan = True
+        if stream == "err":
+            for line in lines:
+                if line.startswith(WATCHDOG_MARK):  # the trial's own watchdog stopped a stalled run
+                    message = line[len(WATCHDOG_MARK) :].strip()
+                    self.store.event(st.row.name, "stalled", {"message": message, "attempt": st.row.attempt})
+                    self.progress.event(st.row.name, f"stalled   {message}")
         if self.plan.collector_kind != "StdOut":
             return
         for line in lines:

@@ -39,6 +39,7 @@ from kftune.errors import UserError
 from kftune.hpo.base import LABEL_PARENT
 from kftune.katib.dbmanager import DEFAULT_ADDRESS, ObservationLogError, observation_logs
 from kftune.steps.rundir import RunDir, now_iso, slug, write_json
+from kftune.train.watchdog import STALL_ENV, stall_timeout
 
 MODES = ("local", "cluster")
 GIVEN = "experiment.given.yaml"
@@ -107,6 +108,10 @@ def override_args(s: TuneSettings) -> list[str]:
         out += ["--parallel", str(s.parallel_trial_count)]
     if s.max_failed_trial_count >= 0:
         out += ["--max-failed-trial-count", str(s.max_failed_trial_count)]
+    if os.environ.get(STALL_ENV, "").strip():
+        # the install's stallTimeoutSeconds (settings ConfigMap) applies to the search's trials too
+        stall = stall_timeout(default=0.0)
+        out += ["--set-env", f"{STALL_ENV}={int(stall) if stall.is_integer() else stall}"]
     return out + [str(a) for a in s.overrides]
 
 

@@ -1,12 +1,9 @@
-"""Run ``kftune train`` under a stall watchdog (seed 003: "fine-tuning occasionally stalls and
-needs restarting").
-
-A trial touches ``<output dir>/.heartbeat`` while it makes progress (every few seconds during
-training steps and evaluation batches; kftune.train.failures). When neither the heartbeat nor the
-trial's output has moved for ``stall_s`` seconds, the process group is stopped (SIGTERM, then
-SIGKILL: a deadlocked process does not answer SIGTERM) and the trial starts again, from its
-``last/`` checkpoint when it has one (``--resume-from``), at most ``restarts`` times. A slow
-trial that still beats is never touched.
+"""The retrain and fine-tune steps run ``kftune train`` under the stall watchdog (seed 003:
+"fine-tuning occasionally stalls and needs restarting"; kftune.train.watchdog says how a stall is
+told from a slow run). A stalled run's process group is stopped (SIGTERM, then SIGKILL: a
+deadlocked process does not answer SIGTERM) and the run starts again, from its ``last/``
+checkpoint when it has one (``--resume-from``), at most ``restarts`` times; its output goes to one
+log file per seed.
 
 ``stall_s`` defaults to ``$KFTUNE_STALL_TIMEOUT_S`` (the chart's ``stallTimeoutSeconds``, in the
 settings ConfigMap every step reads), else 1800 s; 0 turns the watchdog off.
@@ -14,53 +11,31 @@ settings ConfigMap every step reads), else 1800 s; 0 turns the watchdog off.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
 from kftune.errors import UserError
 from kftune.steps.argv import set_flag
-from kftune.train.failures import HEARTBEAT_FILE
+from kftune.train import watchdog
+from kftune.train.watchdog import CHILD_ENV, DEFAULT_RESTARTS, HEARTBEAT_FILE, STALL_ENV, Activity, Stalled
 
 DEFAULT_STALL_S = 1800.0
-DEFAULT_RESTARTS = 2
-STALL_ENV = "KFTUNE_STALL_TIMEOUT_S"
-KILL_GRACE_S = 10.0
-POLL_S = 1.0
-
-
-class Stalled(Exception):
-    pass
 
 
 def stall_timeout(value: float | None = None) -> float:
     """``value``, else ``$KFTUNE_STALL_TIMEOUT_S``, else 1800 s; 0 means no watchdog."""
-    if value is not None:
-        return max(0.0, float(value))
-    raw = os.environ.get(STALL_ENV, "").strip()
-    if not raw:
-        return DEFAULT_STALL_S
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise UserError(
-            f"{STALL_ENV}={raw!r}: expected seconds (e.g. 1800), or 0 to turn the watchdog off"
-        ) from None
-    if seconds < 0:
-        raise UserError(f"{STALL_ENV}={raw!r}: expected seconds >= 0 (0 turns the watchdog off)")
-    return seconds
+    return watchdog.stall_timeout(value, default=DEFAULT_STALL_S)
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
     """SIGTERM the trial's process group, SIGKILL what is left after KILL_GRACE_S."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 30.0)):
+    for sig, wait in ((signal.SIGTERM, watchdog.KILL_GRACE_S), (signal.SIGKILL, 30.0)):
         try:
             os.killpg(proc.pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -78,18 +53,19 @@ def _attempt(
     """One run of ``argv``; its output to ``log`` (and ``on_line``). Raises Stalled."""
     proc = subprocess.Popen(
         argv,
+        env={**os.environ, CHILD_ENV: "1"},  # this is its watchdog: it does not watch itself too
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
         start_new_session=True,  # its own process group: a stall stops torch's workers too
     )
-    last_output = [time.time()]
+    activity = Activity()
 
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            last_output[0] = time.time()
+            activity.touch()
             log.write(line)
             log.flush()
             if line.strip():
@@ -99,30 +75,17 @@ def _attempt(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    started = beat = time.time()
     try:
-        while True:
-            try:
-                code = proc.wait(timeout=POLL_S)
-                reader.join(timeout=5)
-                return code
-            except subprocess.TimeoutExpired:
-                pass
-            if stall_s <= 0:
-                continue
-            with contextlib.suppress(OSError):  # gone once the trainer has left its loop: keep the last seen
-                beat = max(beat, heartbeat.stat().st_mtime)
-            now = time.time()
-            quiet = now - max(beat, last_output[0])
-            if quiet > stall_s:
-                _stop_group(proc)
-                reader.join(timeout=5)
-                seen = f"last heartbeat {now - beat:.0f} s ago" if beat > started else "no heartbeat yet"
-                raise Stalled(f"no progress for {quiet:.0f} s ({seen}, no output since)")
+        code = watchdog.wait_watching(proc, heartbeat, stall_s, activity, lambda: _stop_group(proc))
+    except Stalled:
+        reader.join(timeout=5)
+        raise
     except BaseException:
         if proc.poll() is None:
             _stop_group(proc)
         raise
+    reader.join(timeout=5)
+    return code
 
 
 def run_watched(

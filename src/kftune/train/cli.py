@@ -77,9 +77,47 @@ def run_trial(args: TrainArgs, metric_out: TextIO, corpus=None, model_dir: str |
     return Trial(args, corpus, model_dir, metric_out).run()
 
 
+def supervised(argv: list[str], args: TrainArgs) -> int | None:
+    """With ``KFTUNE_STALL_TIMEOUT_S`` > 0 (and not already the watched child): run this very trial
+    as a child process under the stall watchdog (kftune.train.watchdog) and return its exit code;
+    else None (run it here)."""
+    from pathlib import Path
+
+    from kftune.steps.argv import set_flag
+    from kftune.train import watchdog
+
+    if os.environ.get(watchdog.CHILD_ENV) == "1":
+        return None
+    stall = watchdog.stall_timeout()
+    if stall <= 0:
+        return None
+    world = os.environ.get("WORLD_SIZE", "1").strip()
+    if world.isdigit() and int(world) > 1:
+        # one rank cannot be restarted alone (it could not rejoin the others): under torchrun a
+        # hung collective ends in NCCL's timeout, and torchrun's --max-restarts restarts the lot
+        if os.environ.get("RANK", "0") == "0":
+            print(
+                f"[kftune train] {watchdog.STALL_ENV} is not applied to a distributed trial "
+                f"(WORLD_SIZE={world}): use torchrun --max-restarts and the NCCL timeout",
+                file=sys.stderr,
+                flush=True,
+            )
+        return None
+    return watchdog.supervise(
+        [sys.executable, "-m", "kftune", "train", *argv],
+        Path(args.output_dir),
+        what=f"trial {args.trial_name}",
+        stall_s=stall,
+        resume=lambda command, out: set_flag(command, "--resume-from", str(out.resolve())),
+    )
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     validate(args)
+    code = supervised(argv, args)
+    if code is not None:
+        return code
     corpus, model_dir = load_inputs(args)
     with stdout_for_metrics() as out:
         return run_trial(args, out, corpus, model_dir)

@@ -36,8 +36,7 @@ EXIT_OOM = 5
 
 # A running trial touches <output dir>/.heartbeat at most every HEARTBEAT_S seconds while it makes
 # progress (training steps, evaluation batches): what a watchdog reads to tell a stalled process
-# from a slow one (kftune.steps.watch).
-HEARTBEAT_FILE = ".heartbeat"
+# from a slow one (kftune.train.watchdog).
 HEARTBEAT_S = 5.0
 
 OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory")

@@ -40,7 +40,6 @@ from kftune.train.encode import IGNORE, encode
 from kftune.train.failures import (
     EXIT_NAN,
     EXIT_OOM,
-    HEARTBEAT_FILE,
     Hooks,
     SignalGuard,
     TrialStopped,
@@ -52,6 +51,7 @@ from kftune.train.modelio import auto_class, build_model, kftune_meta
 from kftune.train.optim import make_optimizer, make_scheduler, pick_device, pick_dtype, steps_per_epoch
 from kftune.train.predict import mask_eval_split, metrics_from_prediction, pad_id_of, run_model
 from kftune.train.profile import NullProfiler, StepProfiler
+from kftune.train.watchdog import HEARTBEAT_FILE
 
 RESUME_KEYS = (  # hyperparameters a resumed run is expected to share with its checkpoint
     "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler", "optimizer", "schedule_epochs",
@@ -186,7 +186,9 @@ class Trial:
             if name in splits:
                 exs = splits[name][: a.max_eval_samples] if a.max_eval_samples else splits[name]
                 self.eval_examples[name] = apply_variant(exs, a.eval_variant_, a.data_seed)
+        self.guard.beat()  # setup's phases beat too: a long setup is slow, not stalled
         self.train_enc = encode(a.task, self.tokenizer, self.train_examples, self.label2id, a.max_length)
+        self.guard.beat()
         self.eval_enc = {
             k: encode(a.task, self.tokenizer, v, self.label2id, a.max_length)
             for k, v in self.eval_examples.items()
@@ -210,6 +212,7 @@ class Trial:
             meta=meta,
         ).to(self.device)
         self.model_size = ckpt.model_bytes(self.model)
+        self.guard.beat()
 
         if state is not None:
             b = state["batch"]
@@ -235,7 +238,9 @@ class Trial:
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         if state is not None:
             self._restore(state)
+        self.guard.beat()
         self._setup_fast_path()
+        self.guard.beat()
         if a.profile_steps:
             self.profiler = StepProfiler(self.device, a.profile_steps)
         ckpt.clean_stale(self.output_dir)

@@ -1,0 +1,330 @@
+"""The stall watchdog (seed 003: "fine-tuning occasionally stalls and needs restarting").
+
+A running trial touches ``<output dir>/.heartbeat`` while it makes progress (training steps and
+evaluation batches, at most every few seconds; kftune.train.failures.SignalGuard). A watchdog
+that sees neither the heartbeat change nor any output for ``stall_s`` seconds stops the run
+(SIGTERM, then SIGKILL: a deadlocked process does not answer SIGTERM) and starts it again, from
+its own ``last/`` checkpoint when it has one, at most ``restarts`` times. A slow run that still
+beats or prints is never touched. The heartbeat is compared with its previous value, not with this
+machine's clock, so a shared volume whose server clock is off does not fool the watchdog.
+
+Two watchdogs use this module:
+
+- ``kftune train`` watches itself when ``KFTUNE_STALL_TIMEOUT_S`` is set to a number of seconds
+  (the Katib YAMLs set it; unset or 0: no watchdog): the process the trial was started as becomes a
+  small supervisor (no torch) that runs the real trial as its child, passes its stdout and stderr
+  through unchanged (the Katib metrics collector and the local runner read them), forwards
+  SIGTERM/SIGINT/SIGHUP, and exits with the child's exit code. In a Katib pod the container and its
+  metrics collector see one process that ends once; only the child is restarted.
+- the retrain and fine-tune pipeline steps (kftune.steps.watch), default 1800 s there.
+
+The child runs with ``KFTUNE_WATCHDOG_CHILD=1``, so it never supervises itself again.
+
+This module must not import torch: the supervisor is a light process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kftune.errors import UserError
+
+HEARTBEAT_FILE = ".heartbeat"
+STALL_ENV = "KFTUNE_STALL_TIMEOUT_S"
+CHILD_ENV = "KFTUNE_WATCHDOG_CHILD"
+DEFAULT_RESTARTS = 2
+KILL_GRACE_S = 10.0
+POLL_S = 1.0
+MARK = "[kftune watchdog]"
+
+PR_SET_PDEATHSIG = 1
+
+
+class Stalled(Exception):
+    pass
+
+
+def stall_timeout(value: float | None = None, default: float = 0.0) -> float:
+    """``value``, else ``$KFTUNE_STALL_TIMEOUT_S``, else ``default``; 0 means no watchdog."""
+    if value is not None:
+        return max(0.0, float(value))
+    raw = os.environ.get(STALL_ENV, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise UserError(
+            f"{STALL_ENV}={raw!r}: expected seconds (e.g. 1800), or 0 to turn the watchdog off"
+        ) from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise UserError(f"{STALL_ENV}={raw!r}: expected seconds >= 0 (0 turns the watchdog off)")
+    return seconds
+
+
+class Activity:
+    """When the watched process last printed something (updated by the threads that read it)."""
+
+    def __init__(self) -> None:
+        self.last = time.time()
+
+    def touch(self) -> None:
+        self.last = time.time()
+
+
+def wait_watching(
+    proc: subprocess.Popen,
+    heartbeat: Path,
+    stall_s: float,
+    activity: Activity,
+    stop: Callable[[], None],
+    paused: Callable[[], bool] = lambda: False,
+) -> int:
+    """Wait for ``proc``; its exit code. When neither ``heartbeat`` has changed nor ``activity``
+    moved for ``stall_s`` seconds (0: never), ``stop()`` it and raise :class:`Stalled`.
+    While ``paused()`` (the process is being stopped on purpose) nothing is judged."""
+    started = time.time()
+    beat = started
+    seen: int | None = None
+    with contextlib.suppress(OSError):  # a heartbeat left by an attempt before this one is not a beat
+        seen = heartbeat.stat().st_mtime_ns
+    while True:
+        try:
+            return proc.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            pass
+        if stall_s <= 0 or paused():
+            continue
+        with contextlib.suppress(OSError):  # gone once the trainer has left its loop: keep the last seen
+            mtime = heartbeat.stat().st_mtime_ns
+            if mtime != seen:
+                seen, beat = mtime, time.time()
+        now = time.time()
+        quiet = now - max(beat, activity.last)
+        if quiet > stall_s:
+            stop()
+            what = f"last heartbeat {now - beat:.0f} s ago" if beat > started else "no heartbeat yet"
+            raise Stalled(f"no progress for {quiet:.0f} s ({what}, no output since)")
+
+
+# ----------------------------------------------------------------------------- the process tree
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc; children before their own children)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                data = fh.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        fields = data[data.rfind(")") + 2 :].split()
+        if len(fields) > 1 and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.append(child)
+                todo.append(child)
+    return out
+
+
+def _kill(pids: Sequence[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def stop_tree(proc: subprocess.Popen, grace_s: float | None = None) -> None:
+    """SIGTERM ``proc`` and everything below it, then SIGKILL whatever is left after ``grace_s``:
+    a process stuck in a deadlock ignores SIGTERM, and torch's data-loader workers (below it) may
+    outlive it."""
+    grace = KILL_GRACE_S if grace_s is None else grace_s
+    below = descendants(proc.pid)
+    _kill([proc.pid, *below], signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    below = list(dict.fromkeys(below + descendants(proc.pid)))  # orphans are no longer below it
+    _kill(below, signal.SIGKILL)
+    if proc.poll() is None:
+        _kill([proc.pid], signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+
+
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:  # pragma: no cover - exotic libc
+        return None
+
+
+_LIBC = _libc()
+
+
+def _die_with(parent: int) -> None:  # pragma: no cover - runs in the child
+    """In the child, before exec: die (SIGKILL) when the supervisor dies. A supervisor only dies
+    before its child when it is killed hard; its SIGTERM/SIGINT are forwarded, not this."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(137)
+
+
+def _pump(fd: int, out_fd: int, activity: Activity) -> None:
+    """Copy what the child writes on ``fd`` to ``out_fd`` as it comes (bytes, unchanged)."""
+    broken = False
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        activity.touch()
+        while data and not broken:
+            try:
+                written = os.write(out_fd, data)
+            except BrokenPipeError:
+                broken = True  # nobody reads our output any more: keep draining the child's
+                break
+            except OSError:
+                broken = True
+                break
+            data = data[written:]
+
+
+# ----------------------------------------------------------------------------- kftune train
+
+
+def say(message: str) -> None:
+    """One line on stderr, marked so that the local runner can tell it from the trial's own."""
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+        os.write(2, f"{MARK} {message}\n".encode("utf-8", "replace"))
+
+
+def exit_code(returncode: int) -> int:
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def supervise(
+    command: Sequence[str],
+    out_dir: Path,
+    *,
+    what: str,
+    stall_s: float,
+    restarts: int = DEFAULT_RESTARTS,
+    resume: Callable[[list[str], Path], list[str]] | None = None,
+) -> int:
+    """Run ``command`` (a ``kftune train`` trial writing to ``out_dir``) as a child under the
+    watchdog; returns the exit code to exit with. A stalled child is stopped and started again
+    with ``resume(command, out_dir)`` when ``out_dir/last`` holds a checkpoint, else as it was.
+    Raises UserError (exit 1) after ``restarts`` restarts."""
+    heartbeat = out_dir / HEARTBEAT_FILE
+    argv = list(command)
+    env = dict(os.environ)
+    env[CHILD_ENV] = "1"
+    state: dict[str, object] = {"proc": None, "signal": None}
+
+    def forward(signum: int, frame: object) -> None:
+        state["signal"] = signum
+        proc = state["proc"]
+        if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(proc.pid, signum)
+
+    old: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            old[sig] = signal.signal(sig, forward)
+    parent = os.getpid()
+
+    def received() -> int | None:
+        sig = state["signal"]
+        return 128 + sig if isinstance(sig, int) else None
+
+    try:
+        for attempt in range(restarts + 1):
+            if received() is not None:  # stopped between two attempts: do not start another
+                return received()  # type: ignore[return-value]
+            activity = Activity()
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                preexec_fn=(lambda: _die_with(parent)) if _LIBC is not None else None,
+            )  # the same process group: a signal to the group (Ctrl-C, the runner) reaches both
+            state["proc"] = proc
+            assert proc.stdout is not None and proc.stderr is not None
+            pumps = [
+                threading.Thread(target=_pump, args=(src.fileno(), dst, activity), daemon=True)
+                for src, dst in ((proc.stdout, 1), (proc.stderr, 2))
+            ]
+            for pump in pumps:
+                pump.start()
+            try:
+                code: int | None = wait_watching(
+                    proc,
+                    heartbeat,
+                    stall_s,
+                    activity,
+                    lambda: stop_tree(proc),  # noqa: B023 - called within this iteration
+                    paused=lambda: state["signal"] is not None,
+                )
+                stalled = None
+            except Stalled as exc:
+                code, stalled = None, exc
+            for pump in pumps:
+                pump.join(timeout=5)
+            proc.stdout.close()
+            proc.stderr.close()
+            if stalled is None:
+                assert code is not None
+                return exit_code(code)
+            message = f"{what}: stalled, {stalled}; stopped"
+            if received() is not None:
+                say(message)
+                return received()  # type: ignore[return-value]
+            if attempt == restarts:
+                say(message)
+                raise UserError(
+                    f"{what} stalled {attempt + 1} times (no progress for {stall_s:.0f} s each time). "
+                    f"Raise {STALL_ENV} if a step legitimately takes longer, set it to 0 to turn the "
+                    "watchdog off, or look for a deadlock in the log",
+                    exit_code=1,
+                )
+            resumable = (out_dir / "last" / "trainer_state.json").is_file()
+            how = f"resuming from {out_dir / 'last'}" if resumable else "starting again (no checkpoint yet)"
+            say(f"{message}; {how} (restart {attempt + 1} of {restarts})")
+            argv = resume(list(command), out_dir) if resumable and resume is not None else list(command)
+    except BaseException:
+        proc = state["proc"]
+        if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+            stop_tree(proc)
+        raise
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+    raise AssertionError("unreachable")
