@@ -18,35 +18,18 @@ recorded are not lost.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import deque
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
-
-
-def _libc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:  # pragma: no cover - exotic libc
-        return None
-
-
-_LIBC = _libc()
+from kftune.train.watchdog import HAS_PDEATHSIG, die_with_parent
 
 
 def _child_setup(parent: int) -> None:  # pragma: no cover - runs in the child
-    if _LIBC is not None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the runner died before prctl took effect
-            os._exit(143)
+    die_with_parent(parent, signal.SIGTERM)  # SIGTERM: the trainer stops with last/ intact
 
 
 def process_start_time(pid: int) -> str | None:
@@ -137,7 +120,7 @@ class TrialProcess:
         self.paths["out"].parent.mkdir(parents=True, exist_ok=True)
         parent = os.getpid()
         kwargs: dict = {}
-        if _LIBC is not None:
+        if HAS_PDEATHSIG:
             kwargs["preexec_fn"] = lambda: _child_setup(parent)
         with open(self.paths["out"], mode) as out, open(self.paths["err"], mode) as err:
             self._offset = {"out": out.tell(), "err": err.tell()}

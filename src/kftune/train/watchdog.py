@@ -180,15 +180,16 @@ def _libc() -> ctypes.CDLL | None:
 
 
 _LIBC = _libc()
+HAS_PDEATHSIG = _LIBC is not None
 
 
-def _die_with(parent: int) -> None:  # pragma: no cover - runs in the child
-    """In the child, before exec: die (SIGKILL) when the supervisor dies. A supervisor only dies
-    before its child when it is killed hard; its SIGTERM/SIGINT are forwarded, not this."""
+def die_with_parent(parent: int, sig: int) -> None:  # pragma: no cover - runs in the child
+    """For ``preexec_fn``, in the child before exec: the kernel sends it ``sig`` when ``parent``
+    dies (Linux ``PR_SET_PDEATHSIG``); if the parent is already gone, exit at once (128 + sig)."""
     if _LIBC is not None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _LIBC.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
         if os.getppid() != parent:
-            os._exit(137)
+            os._exit(128 + sig)
 
 
 def _pump(fd: int, out_fd: int, activity: Activity) -> None:
@@ -274,7 +275,9 @@ def supervise(
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                preexec_fn=(lambda: _die_with(parent)) if _LIBC is not None else None,
+                # SIGKILL: a supervisor dies before its child only when killed hard (signals to it
+                # are forwarded), and a stalled child would ignore SIGTERM
+                preexec_fn=(lambda: die_with_parent(parent, signal.SIGKILL)) if HAS_PDEATHSIG else None,
             )  # the same process group: a signal to the group (Ctrl-C, the runner) reaches both
             state["proc"] = proc
             assert proc.stdout is not None and proc.stderr is not None
