@@ -600,6 +600,52 @@ def check_env_reference(c: Check) -> None:
                             )
 
 
+# The trainer's environment: what each variable must hold (kftune train exits 2 otherwise).
+STALL_MIN_S = (
+    60.0  # below this a healthy trial's quiet start (importing torch, loading the model) looks stalled
+)
+
+
+@rule(
+    "extra.trainer-env",
+    "kftune (kftune.train.watchdog, TrainArgs.gpu_memory_fraction_: the trial exits 2 at start)",
+    "KFTUNE_STALL_TIMEOUT_S is seconds >= 0 (0: off; under 60 a healthy start can look stalled) and "
+    "KFTUNE_GPU_MEMORY_FRACTION a fraction in (0, 1], for a `kftune train` container",
+)
+def check_trainer_env(c: Check) -> None:
+    primary = primary_container(c)
+    if primary is None or trainer_start(primary.argv) is None:
+        return
+    for i, e in enumerate(primary.container.get("env") or []):
+        if not isinstance(e, dict) or "value" not in e:
+            continue
+        name, raw = e.get("name"), str(e.get("value")).strip()
+        where = (*primary.ypath, "env", i, "value")
+        if "$(" in raw or "${" in raw:
+            continue
+        value = float(raw) if _FLOAT.match(raw) else None
+        if name == "KFTUNE_STALL_TIMEOUT_S":
+            if value is None or value < 0:
+                c.error(
+                    where,
+                    f"KFTUNE_STALL_TIMEOUT_S={raw!r} is not a number of seconds >= 0: every trial would exit 2",
+                    'e.g. value: "1800" (30 minutes), or "0" to turn the stall watchdog off',
+                )
+            elif 0 < value < STALL_MIN_S:
+                c.warning(
+                    where,
+                    f"KFTUNE_STALL_TIMEOUT_S={raw}: a healthy trial can be quiet that long while it imports "
+                    "torch and loads its model, and would be restarted as stalled",
+                    f"use at least {STALL_MIN_S:.0f} s (the examples use 1800)",
+                )
+        elif name == "KFTUNE_GPU_MEMORY_FRACTION" and (value is None or not 0 < value <= 1):
+            c.error(
+                where,
+                f"KFTUNE_GPU_MEMORY_FRACTION={raw!r} is not a fraction in (0, 1]: every trial would exit 2",
+                'e.g. value: "0.25" for a quarter of the GPU',
+            )
+
+
 # --------------------------------------------------------------------------------------------
 # kftune's trainer: argv, metrics, resume
 

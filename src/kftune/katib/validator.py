@@ -121,6 +121,11 @@ extra.istio                   kftune (NOTES: with an Istio sidecar the      tria
 extra.env-reference           kftune (kubelet leaves an undefined $(VAR)    $(VAR) in command/args/env names an env var
                               as written)                                   of the container (or one Katib / the
                                                                             operator sets)
+extra.trainer-env             kftune (kftune.train.watchdog,                KFTUNE_STALL_TIMEOUT_S is seconds >= 0 (0:
+                              TrainArgs.gpu_memory_fraction_: the trial     off; under 60 a healthy start can look
+                              exits 2 at start)                             stalled) and KFTUNE_GPU_MEMORY_FRACTION a
+                                                                            fraction in (0, 1], for a `kftune train`
+                                                                            container
 extra.trainer-args            kftune (docs/contracts.md: the trainer exits  the `kftune train` argv has the required
                               2 on unknown or malformed arguments)          flags, only known flags, valid choices, and
                                                                             parameters of matching types behind
