@@ -20,10 +20,9 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from kftune.errors import UserError
 from kftune.steps.argv import set_flag
 from kftune.train import watchdog
-from kftune.train.watchdog import CHILD_ENV, DEFAULT_RESTARTS, HEARTBEAT_FILE, STALL_ENV, Activity, Stalled
+from kftune.train.watchdog import CHILD_ENV, DEFAULT_RESTARTS, HEARTBEAT_FILE, Activity, Stalled
 
 DEFAULT_STALL_S = 1800.0
 
@@ -98,38 +97,29 @@ def run_watched(
     restarts: int = DEFAULT_RESTARTS,
     on_line: Callable[[str], None] | None = None,
 ) -> tuple[int, list[str]]:
-    """Run ``kftune train TRAIN_ARGS`` (output in ``out_dir``, every attempt's output in a new
-    ``log_path``) under the watchdog; returns (exit code, the last output lines). A stalled run restarts from ``out_dir/last`` when it exists;
-    after ``restarts`` restarts it fails with StepFailed-worthy UserError (exit 1)."""
+    """Run ``kftune train TRAIN_ARGS`` (output in ``out_dir``; every attempt's output, and a line
+    per stop, in a new ``log_path``) under the watchdog; returns (exit code, the last output
+    lines). Restarts as :func:`kftune.train.watchdog.with_restarts` says (UserError, exit 1, after
+    ``restarts`` of them)."""
     stall = stall_timeout(stall_s)
     heartbeat = out_dir / HEARTBEAT_FILE
     tail: deque[str] = deque(maxlen=15)
-    args = list(train_args)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
-        for attempt in range(restarts + 1):
-            try:
-                code = _attempt(
-                    [sys.executable, "-m", "kftune", "train", *args], log, heartbeat, stall, on_line, tail
-                )
-                return code, list(tail)
-            except Stalled as exc:
-                resumable = (out_dir / "last" / "trainer_state.json").is_file()
-                message = f"{what}: stalled, {exc}; stopped"
-                if attempt == restarts:
-                    print(message, file=sys.stderr, flush=True)
-                    log.write(f"\n[kftune watchdog] {message}\n")
-                    raise UserError(
-                        f"{what} stalled {attempt + 1} times (no progress for {stall:.0f} s each time); log {log_path}. "
-                        f"Raise {STALL_ENV} if a step legitimately takes longer, or look for a deadlock in the log",
-                        exit_code=1,
-                    ) from None
-                how = (
-                    f"resuming from {out_dir / 'last'}" if resumable else "starting again (no checkpoint yet)"
-                )
-                message += f"; {how} (restart {attempt + 1} of {restarts})"
-                print(message, file=sys.stderr, flush=True)
-                log.write(f"\n[kftune watchdog] {message}\n")
-                if resumable:
-                    args = set_flag(args, "--resume-from", str(out_dir))
-    raise AssertionError("unreachable")
+
+        def report(message: str) -> None:
+            print(message, file=sys.stderr, flush=True)
+            log.write(f"\n{watchdog.MARK} {message}\n")
+
+        code = watchdog.with_restarts(
+            lambda argv: _attempt(argv, log, heartbeat, stall, on_line, tail),
+            [sys.executable, "-m", "kftune", "train", *train_args],
+            out_dir,
+            what=what,
+            stall_s=stall,
+            restarts=restarts,
+            resume=lambda command, out: set_flag(command, "--resume-from", str(out)),
+            report=report,
+            log_path=log_path,
+        )
+    return code, list(tail)

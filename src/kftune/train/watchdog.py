@@ -229,6 +229,52 @@ def exit_code(returncode: int) -> int:
     return returncode if returncode >= 0 else 128 - returncode
 
 
+def with_restarts(
+    attempt: Callable[[list[str]], int],
+    command: Sequence[str],
+    out_dir: Path,
+    *,
+    what: str,
+    stall_s: float,
+    restarts: int,
+    resume: Callable[[list[str], Path], list[str]] | None,
+    report: Callable[[str], None],
+    log_path: Path | None = None,
+    stopped: Callable[[], int | None] = lambda: None,
+) -> int:
+    """The restart policy both watchdogs share: ``attempt(argv)`` runs one attempt (raising
+    :class:`Stalled`); a stalled one starts again with ``resume(command, out_dir)`` when
+    ``out_dir/last`` holds a checkpoint, else as ``command`` was, at most ``restarts`` times; each
+    stop is ``report``-ed in one line; then UserError (exit 1). ``stopped()`` is the exit code once
+    the run was stopped on purpose (no further attempt), else None."""
+    argv = list(command)
+    for number in range(restarts + 1):
+        code = stopped()
+        if code is not None:
+            return code
+        try:
+            return attempt(argv)
+        except Stalled as exc:
+            message = f"{what}: stalled, {exc}; stopped"
+        code = stopped()
+        if code is not None or number == restarts:
+            report(message)
+            if code is not None:
+                return code
+            log = f"; log {log_path}" if log_path is not None else ""
+            raise UserError(
+                f"{what} stalled {number + 1} times (no progress for {stall_s:.0f} s each time){log}. "
+                f"Raise {STALL_ENV} if a step legitimately takes longer, set it to 0 to turn the "
+                "watchdog off, or look for a deadlock in the log",
+                exit_code=1,
+            )
+        resumable = (out_dir / "last" / "trainer_state.json").is_file()
+        how = f"resuming from {out_dir / 'last'}" if resumable else "starting again (no checkpoint yet)"
+        report(f"{message}; {how} (restart {number + 1} of {restarts})")
+        argv = resume(list(command), out_dir) if resumable and resume is not None else list(command)
+    raise AssertionError("unreachable")
+
+
 def supervise(
     command: Sequence[str],
     out_dir: Path,
@@ -239,11 +285,8 @@ def supervise(
     resume: Callable[[list[str], Path], list[str]] | None = None,
 ) -> int:
     """Run ``command`` (a ``kftune train`` trial writing to ``out_dir``) as a child under the
-    watchdog; returns the exit code to exit with. A stalled child is stopped and started again
-    with ``resume(command, out_dir)`` when ``out_dir/last`` holds a checkpoint, else as it was.
-    Raises UserError (exit 1) after ``restarts`` restarts."""
+    watchdog, restarting it as :func:`with_restarts` says; returns the exit code to exit with."""
     heartbeat = out_dir / HEARTBEAT_FILE
-    argv = list(command)
     env = dict(os.environ)
     env[CHILD_ENV] = "1"
     state: dict[str, object] = {"proc": None, "signal": None}
@@ -255,73 +298,57 @@ def supervise(
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(proc.pid, signum)
 
-    old: dict[int, object] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            old[sig] = signal.signal(sig, forward)
-    parent = os.getpid()
-
     def received() -> int | None:
         sig = state["signal"]
         return 128 + sig if isinstance(sig, int) else None
 
+    parent = os.getpid()
+
+    def attempt(argv: list[str]) -> int:
+        activity = Activity()
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            # SIGKILL: a supervisor dies before its child only when killed hard (signals to it
+            # are forwarded), and a stalled child would ignore SIGTERM
+            preexec_fn=(lambda: die_with_parent(parent, signal.SIGKILL)) if HAS_PDEATHSIG else None,
+        )  # the same process group: a signal to the group (Ctrl-C, the runner) reaches both
+        state["proc"] = proc
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            threading.Thread(target=_pump, args=(src.fileno(), dst, activity), daemon=True)
+            for src, dst in ((proc.stdout, 1), (proc.stderr, 2))
+        ]
+        for pump in pumps:
+            pump.start()
+        try:
+            code = wait_watching(
+                proc,
+                heartbeat,
+                stall_s,
+                activity,
+                lambda: stop_tree(proc),
+                paused=lambda: received() is not None,
+            )
+        finally:
+            if proc.poll() is not None:  # ended or stopped (not an error of ours): pass on its last words
+                for pump in pumps:
+                    pump.join(timeout=5)
+                proc.stdout.close()
+                proc.stderr.close()
+        return exit_code(code)
+
+    old: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            old[sig] = signal.signal(sig, forward)
     try:
-        for attempt in range(restarts + 1):
-            if received() is not None:  # stopped between two attempts: do not start another
-                return received()  # type: ignore[return-value]
-            activity = Activity()
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                # SIGKILL: a supervisor dies before its child only when killed hard (signals to it
-                # are forwarded), and a stalled child would ignore SIGTERM
-                preexec_fn=(lambda: die_with_parent(parent, signal.SIGKILL)) if HAS_PDEATHSIG else None,
-            )  # the same process group: a signal to the group (Ctrl-C, the runner) reaches both
-            state["proc"] = proc
-            assert proc.stdout is not None and proc.stderr is not None
-            pumps = [
-                threading.Thread(target=_pump, args=(src.fileno(), dst, activity), daemon=True)
-                for src, dst in ((proc.stdout, 1), (proc.stderr, 2))
-            ]
-            for pump in pumps:
-                pump.start()
-            try:
-                code: int | None = wait_watching(
-                    proc,
-                    heartbeat,
-                    stall_s,
-                    activity,
-                    lambda: stop_tree(proc),  # noqa: B023 - called within this iteration
-                    paused=lambda: state["signal"] is not None,
-                )
-                stalled = None
-            except Stalled as exc:
-                code, stalled = None, exc
-            for pump in pumps:
-                pump.join(timeout=5)
-            proc.stdout.close()
-            proc.stderr.close()
-            if stalled is None:
-                assert code is not None
-                return exit_code(code)
-            message = f"{what}: stalled, {stalled}; stopped"
-            if received() is not None:
-                say(message)
-                return received()  # type: ignore[return-value]
-            if attempt == restarts:
-                say(message)
-                raise UserError(
-                    f"{what} stalled {attempt + 1} times (no progress for {stall_s:.0f} s each time). "
-                    f"Raise {STALL_ENV} if a step legitimately takes longer, set it to 0 to turn the "
-                    "watchdog off, or look for a deadlock in the log",
-                    exit_code=1,
-                )
-            resumable = (out_dir / "last" / "trainer_state.json").is_file()
-            how = f"resuming from {out_dir / 'last'}" if resumable else "starting again (no checkpoint yet)"
-            say(f"{message}; {how} (restart {attempt + 1} of {restarts})")
-            argv = resume(list(command), out_dir) if resumable and resume is not None else list(command)
+        return with_restarts(
+            attempt, command, out_dir, what=what, stall_s=stall_s, restarts=restarts, resume=resume,
+            report=say, stopped=received,
+        )  # fmt: skip
     except BaseException:
         proc = state["proc"]
         if isinstance(proc, subprocess.Popen) and proc.poll() is None:
@@ -330,4 +357,3 @@ def supervise(
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
-    raise AssertionError("unreachable")
