@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kftune.errors import UserError
 from kftune.katib.experiment import (
     KUBEFLOW_PRIMARY_POD_LABELS,
     META_INDEXED,
@@ -36,7 +37,9 @@ from kftune.katib.trainer_contract import (
     parse_trainer_args,
     trainer_start,
 )
+from kftune.train.args import MEMORY_FRACTION_ENV, memory_fraction_ok, parse_memory_fraction
 from kftune.train.metric_lines import GOALS, KATIB_DEFAULT_FILTER, METRICS_BY_TASK, format_epoch_line
+from kftune.train.watchdog import STALL_ENV, parse_stall_timeout
 
 TRIAL_SPEC: YPath = ("spec", "trialTemplate", "trialSpec")
 
@@ -600,10 +603,14 @@ def check_env_reference(c: Check) -> None:
                             )
 
 
-# The trainer's environment: what each variable must hold (kftune train exits 2 otherwise).
-STALL_MIN_S = (
-    60.0  # below this a healthy trial's quiet start (importing torch, loading the model) looks stalled
-)
+# The trainer's environment: each variable read by the trainer's own parser (kftune train exits 2
+# on what it refuses). Below STALL_MIN_S a healthy trial's quiet start (importing torch, loading
+# the model) looks stalled.
+STALL_MIN_S = 60.0
+ENV_EXAMPLES = {
+    STALL_ENV: 'e.g. value: "1800" (30 minutes), or "0" to turn the stall watchdog off',
+    MEMORY_FRACTION_ENV: 'e.g. value: "0.25" for a quarter of the GPU',
+}
 
 
 @rule(
@@ -623,27 +630,24 @@ def check_trainer_env(c: Check) -> None:
         where = (*primary.ypath, "env", i, "value")
         if "$(" in raw or "${" in raw:
             continue
-        value = float(raw) if _FLOAT.match(raw) else None
-        if name == "KFTUNE_STALL_TIMEOUT_S":
-            if value is None or value < 0:
+        try:
+            if name == STALL_ENV:
+                seconds = parse_stall_timeout(raw)
+                if 0 < seconds < STALL_MIN_S:
+                    c.warning(
+                        where,
+                        f"{STALL_ENV}={raw}: a healthy trial can be quiet that long while it imports "
+                        "torch and loads its model, and would be restarted as stalled",
+                        f"use at least {STALL_MIN_S:.0f} s (the examples use 1800)",
+                    )
+            elif name == MEMORY_FRACTION_ENV and not memory_fraction_ok(parse_memory_fraction(raw)):
                 c.error(
                     where,
-                    f"KFTUNE_STALL_TIMEOUT_S={raw!r} is not a number of seconds >= 0: every trial would exit 2",
-                    'e.g. value: "1800" (30 minutes), or "0" to turn the stall watchdog off',
+                    f"{MEMORY_FRACTION_ENV}={raw!r} is not a fraction in (0, 1]: every trial would exit 2",
+                    ENV_EXAMPLES[MEMORY_FRACTION_ENV],
                 )
-            elif 0 < value < STALL_MIN_S:
-                c.warning(
-                    where,
-                    f"KFTUNE_STALL_TIMEOUT_S={raw}: a healthy trial can be quiet that long while it imports "
-                    "torch and loads its model, and would be restarted as stalled",
-                    f"use at least {STALL_MIN_S:.0f} s (the examples use 1800)",
-                )
-        elif name == "KFTUNE_GPU_MEMORY_FRACTION" and (value is None or not 0 < value <= 1):
-            c.error(
-                where,
-                f"KFTUNE_GPU_MEMORY_FRACTION={raw!r} is not a fraction in (0, 1]: every trial would exit 2",
-                'e.g. value: "0.25" for a quarter of the GPU',
-            )
+        except UserError as exc:
+            c.error(where, f"{exc} (every trial would exit 2)", ENV_EXAMPLES[str(name)])
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,6 +41,24 @@ DEFAULT_BEST_METRIC = {"ner": "eval_f1", "seqcls": "eval_macro_f1", "mlm": "eval
 REQUIRED = ("task", "data", "model", "output_dir")
 
 
+MEMORY_FRACTION_ENV = "KFTUNE_GPU_MEMORY_FRACTION"
+
+
+def parse_memory_fraction(raw: str) -> float:
+    """``KFTUNE_GPU_MEMORY_FRACTION``'s text as a number (UserError when it is not one)."""
+    try:
+        return float(raw)
+    except ValueError:
+        raise UserError(
+            f"{MEMORY_FRACTION_ENV}={raw!r} is not a number: set it to a fraction in (0, 1] or unset it"
+        ) from None
+
+
+def memory_fraction_ok(value: float) -> bool:
+    """A share of the GPU's memory: in (0, 1]."""
+    return 0 < value <= 1
+
+
 def _f(default: Any, help: str, **meta: Any) -> Any:
     return field(default=default, metadata={"help": help, **meta})
 
@@ -203,15 +221,8 @@ class TrainArgs:
     def gpu_memory_fraction_(self) -> float | None:
         if self.gpu_memory_fraction is not None:
             return self.gpu_memory_fraction
-        raw = os.environ.get("KFTUNE_GPU_MEMORY_FRACTION", "").strip()
-        if not raw:
-            return None
-        try:
-            return float(raw)
-        except ValueError:
-            raise UserError(
-                f"KFTUNE_GPU_MEMORY_FRACTION={raw!r} is not a number: set it to a fraction in (0, 1] or unset it"
-            ) from None
+        raw = os.environ.get(MEMORY_FRACTION_ENV, "").strip()
+        return parse_memory_fraction(raw) if raw else None
 
     @property
     def resume_dir(self) -> Path | None:
@@ -414,7 +425,7 @@ def validate(args: TrainArgs) -> None:
     _check(args.profile_steps >= 0, f"--profile-steps must be >= 0, got {args.profile_steps}")
     fraction = args.gpu_memory_fraction_
     _check(
-        fraction is None or 0 < fraction <= 1,
+        fraction is None or memory_fraction_ok(fraction),
         f"--gpu-memory-fraction (or KFTUNE_GPU_MEMORY_FRACTION) must be in (0, 1], got {fraction}",
     )
     _check(

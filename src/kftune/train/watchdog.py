@@ -58,8 +58,11 @@ def stall_timeout(value: float | None = None, default: float = 0.0) -> float:
     if value is not None:
         return max(0.0, float(value))
     raw = os.environ.get(STALL_ENV, "").strip()
-    if not raw:
-        return default
+    return parse_stall_timeout(raw) if raw else default
+
+
+def parse_stall_timeout(raw: str) -> float:
+    """``KFTUNE_STALL_TIMEOUT_S``'s text as seconds >= 0 (UserError naming the variable otherwise)."""
     try:
         seconds = float(raw)
     except ValueError:
