@@ -334,15 +334,15 @@ _KEY_CACHE: dict[tuple, str] = {}
 def _assignment_key(assignments: Mapping[str, Any]) -> str:
     """``k=v`` joined by \\x1f in name order, memoised on the items (a suggestion service hashes
     the same 1,000 trials on every request; the memo changes no result and is cleared when full)."""
+    token: tuple | None = tuple(assignments.items())
     try:
-        token = tuple(assignments.items())
         return _KEY_CACHE[token]
     except KeyError:
         pass
-    except TypeError:  # an unhashable value
-        return "\x1f".join(f"{k}={v}" for k, v in sorted(assignments.items()))
+    except TypeError:  # an unhashable value: no memo
+        token = None
     key = "\x1f".join(f"{k}={v}" for k, v in sorted(assignments.items()))
-    if all(type(v) is str for _, v in token):  # so that a hit is never 1 for "1" or True for 1
+    if token is not None and all(type(v) is str for _, v in token):  # a hit is never 1 for "1" or True for 1
         remember(_KEY_CACHE, token, key)
     return key
 

@@ -28,10 +28,6 @@ from pathlib import Path
 from kftune.train.watchdog import HAS_PDEATHSIG, die_with_parent
 
 
-def _child_setup(parent: int) -> None:  # pragma: no cover - runs in the child
-    die_with_parent(parent, signal.SIGTERM)  # SIGTERM: the trainer stops with last/ intact
-
-
 def process_start_time(pid: int) -> str | None:
     """The process's start time (``/proc/PID/stat`` field 22), to tell a reused pid apart."""
     try:
@@ -121,7 +117,8 @@ class TrialProcess:
         parent = os.getpid()
         kwargs: dict = {}
         if HAS_PDEATHSIG:
-            kwargs["preexec_fn"] = lambda: _child_setup(parent)
+            # SIGTERM when the runner dies: the trainer stops with last/ intact
+            kwargs["preexec_fn"] = lambda: die_with_parent(parent, signal.SIGTERM)
         with open(self.paths["out"], mode) as out, open(self.paths["err"], mode) as err:
             self._offset = {"out": out.tell(), "err": err.tell()}
             self.proc = subprocess.Popen(

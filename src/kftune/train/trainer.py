@@ -37,15 +37,7 @@ from kftune.train import fastpath, track
 from kftune.train.args import TrainArgs
 from kftune.train.batches import collate, epoch_batches, mask_tokens, split_micro
 from kftune.train.encode import IGNORE, encode
-from kftune.train.failures import (
-    EXIT_NAN,
-    EXIT_OOM,
-    Hooks,
-    SignalGuard,
-    TrialStopped,
-    free_memory,
-    is_oom,
-)
+from kftune.train.failures import EXIT_NAN, EXIT_OOM, Hooks, SignalGuard, TrialStopped, free_memory, is_oom
 from kftune.train.metric_lines import METRICS_BY_TASK, NAN_STATUS_LINE, format_epoch_line, format_final_line
 from kftune.train.modelio import auto_class, build_model, kftune_meta
 from kftune.train.optim import make_optimizer, make_scheduler, pick_device, pick_dtype, steps_per_epoch
