@@ -32,7 +32,7 @@ ASHA = dict(
       feasibleSpace: {min: "0.00001", max: "0.1", distribution: logUniform}
     - name: epochs
       parameterType: int
-      feasibleSpace: {min: "1", max: "4"}""",
+      feasibleSpace: {min: "2", max: "8"}""",
     trial_parameters="""
       - {name: lr, reference: lr}
       - {name: epochs, reference: epochs}""",
