@@ -620,9 +620,10 @@ ENV_EXAMPLES = {
     "KFTUNE_GPU_MEMORY_FRACTION a fraction in (0, 1], for a `kftune train` container",
 )
 def check_trainer_env(c: Check) -> None:
-    primary = primary_container(c)
-    if primary is None or trainer_start(primary.argv) is None:
+    found = _trainer(c)
+    if found is None:
         return
+    primary = found[0]
     for i, e in enumerate(primary.container.get("env") or []):
         if not isinstance(e, dict) or "value" not in e:
             continue

@@ -208,14 +208,9 @@ def _pump(fd: int, out_fd: int, activity: Activity) -> None:
         activity.touch()
         while data and not broken:
             try:
-                written = os.write(out_fd, data)
-            except BrokenPipeError:
-                broken = True  # nobody reads our output any more: keep draining the child's
-                break
-            except OSError:
+                data = data[os.write(out_fd, data) :]
+            except OSError:  # a broken pipe: nobody reads our output any more, keep draining the child's
                 broken = True
-                break
-            data = data[written:]
 
 
 # ----------------------------------------------------------------------------- kftune train
