@@ -106,7 +106,7 @@ def stage_pipeline(cfg: Any, ctx: Any, say=print) -> dict[str, Any]:
     )
     result = run_pipeline_demo(cfg.out, demo, say=say)
     reg = result["registry"]
-    say(f"pipeline ner-hpo finished in {result['seconds']:.0f} s; run directory {result['run_dir']}")
+    # run_local has said how long the pipeline took and where its run directory is
     if reg:
         say(f"registered {reg.get('model_uri')} -> alias {reg.get('alias')} ({reg.get('reason')})")
     return result
