@@ -250,8 +250,11 @@ def test_when_kftune_train_watches_itself(tmp_path, monkeypatch, env, supervises
         (call,) = calls
         assert call["command"] == [sys.executable, "-m", "kftune", "train", *argv]
         assert call["stall_s"] == 60 and call["what"] == "trial o"
-        resumed = call["resume"](call["command"], tmp_path / "o")
+        resume = call.get("resume", watchdog.resume_argv)  # the shared policy unless the caller overrides it
+        resumed = resume(call["command"], tmp_path / "o")
         assert resumed[-2:] == ["--resume-from", str((tmp_path / "o").resolve())]
+        monkeypatch.chdir(tmp_path)  # a relative output dir resumes from its absolute path
+        assert resume(call["command"], Path("o"))[-2:] == ["--resume-from", str((tmp_path / "o").resolve())]
 
 
 def test_rank_0_of_a_distributed_trial_says_why_it_is_not_watched(tmp_path, monkeypatch, capsys):

@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from kftune.steps.argv import set_flag
 from kftune.train import watchdog
 from kftune.train.watchdog import CHILD_ENV, DEFAULT_RESTARTS, HEARTBEAT_FILE, Activity, Stalled
 
@@ -118,7 +117,6 @@ def run_watched(
             what=what,
             stall_s=stall,
             restarts=restarts,
-            resume=lambda command, out: set_flag(command, "--resume-from", str(out)),
             report=report,
             log_path=log_path,
         )

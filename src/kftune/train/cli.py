@@ -83,7 +83,6 @@ def supervised(argv: list[str], args: TrainArgs) -> int | None:
     else None (run it here)."""
     from pathlib import Path
 
-    from kftune.steps.argv import set_flag
     from kftune.train import watchdog
 
     if os.environ.get(watchdog.CHILD_ENV) == "1":
@@ -108,7 +107,6 @@ def supervised(argv: list[str], args: TrainArgs) -> int | None:
         Path(args.output_dir),
         what=f"trial {args.trial_name}",
         stall_s=stall,
-        resume=lambda command, out: set_flag(command, "--resume-from", str(out.resolve())),
     )
 
 

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kftune.errors import UserError
+from kftune.steps.argv import set_flag
 
 HEARTBEAT_FILE = ".heartbeat"
 STALL_ENV = "KFTUNE_STALL_TIMEOUT_S"
@@ -227,6 +228,12 @@ def exit_code(returncode: int) -> int:
     return returncode if returncode >= 0 else 128 - returncode
 
 
+def resume_argv(command: list[str], out_dir: Path) -> list[str]:
+    """``command`` continuing from ``out_dir/last``: ``--resume-from`` the output dir, made absolute
+    (a Katib trial's output dir is often relative to its working directory)."""
+    return set_flag(command, "--resume-from", str(out_dir.resolve()))
+
+
 def with_restarts(
     attempt: Callable[[list[str]], int],
     command: Sequence[str],
@@ -235,8 +242,8 @@ def with_restarts(
     what: str,
     stall_s: float,
     restarts: int,
-    resume: Callable[[list[str], Path], list[str]] | None,
     report: Callable[[str], None],
+    resume: Callable[[list[str], Path], list[str]] = resume_argv,
     log_path: Path | None = None,
     stopped: Callable[[], int | None] = lambda: None,
 ) -> int:
@@ -269,7 +276,7 @@ def with_restarts(
         resumable = (out_dir / "last" / "trainer_state.json").is_file()
         how = f"resuming from {out_dir / 'last'}" if resumable else "starting again (no checkpoint yet)"
         report(f"{message}; {how} (restart {number + 1} of {restarts})")
-        argv = resume(list(command), out_dir) if resumable and resume is not None else list(command)
+        argv = resume(list(command), out_dir) if resumable else list(command)
     raise AssertionError("unreachable")
 
 
@@ -280,7 +287,7 @@ def supervise(
     what: str,
     stall_s: float,
     restarts: int = DEFAULT_RESTARTS,
-    resume: Callable[[list[str], Path], list[str]] | None = None,
+    resume: Callable[[list[str], Path], list[str]] = resume_argv,
 ) -> int:
     """Run ``command`` (a ``kftune train`` trial writing to ``out_dir``) as a child under the
     watchdog, restarting it as :func:`with_restarts` says; returns the exit code to exit with."""
